@@ -1,0 +1,175 @@
+"""Turning validated numpy / scipy.sparse / torch input into tensors on a device.
+
+No needless copies: a C- or F-ordered numpy array becomes a tensor that shares
+its memory (``torch.from_numpy``) and moves to the device once; a torch tensor
+already of the right dtype on the right device is used as it is. Sparse input
+stays sparse: the full matrix becomes one sparse COO tensor, mini-batches are
+sliced from the CSR matrix row by row.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+_FLOAT_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def is_tensor(X):
+    return isinstance(X, torch.Tensor)
+
+
+def torch_dtype(np_dtype):
+    """The torch dtype training uses for a numpy dtype (float32 stays float32)."""
+    return _FLOAT_DTYPES.get(np.dtype(np_dtype), torch.float64)
+
+
+def resolve_device(device):
+    """A :class:`torch.device` for ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or ``"auto"``.
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown or the device is not available here.
+    """
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device name; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'."
+        ) from exc
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but only {torch.cuda.device_count()} "
+                "CUDA device(s) are available."
+            )
+        return dev
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={device!r} was requested but MPS is not available here.")
+        return dev
+    raise ValueError(
+        f"device={device!r} is not supported; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'."
+    )
+
+
+def csr_to_coo_tensor(X, device, dtype):
+    """A coalesced sparse COO tensor holding a scipy CSR matrix (no densification)."""
+    X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    coo = X.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64, copy=False))
+    values = torch.from_numpy(np.asarray(coo.data))
+    return torch.sparse_coo_tensor(
+        indices,
+        values.to(dtype),
+        size=X.shape,
+        check_invariants=False,
+        is_coalesced=True,
+    ).to(device)
+
+
+def dense_to_tensor(X, device, dtype):
+    """A numpy array as a tensor on ``device``, sharing memory where it can.
+
+    ``torch.from_numpy`` refuses read-only arrays without a warning only after a
+    copy, so those (e.g. memory maps opened read-only) are copied once.
+    """
+    if not X.flags.writeable:
+        X = np.array(X)
+    return torch.from_numpy(X).to(device=device, dtype=dtype)
+
+
+def as_tensor(X, device, dtype):
+    """Validated ``X`` (numpy, scipy sparse or tensor) as a tensor on ``device``."""
+    if is_tensor(X):
+        return X.to(device=device, dtype=dtype)
+    if sp.issparse(X):
+        return csr_to_coo_tensor(X, device, dtype)
+    return dense_to_tensor(np.asarray(X), device, dtype)
+
+
+def vector_to_tensor(v, device, dtype):
+    if v is None:
+        return None
+    if is_tensor(v):
+        return v.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.ascontiguousarray(v)).to(device=device, dtype=dtype)
+
+
+class TrainingData:
+    """The training set as the solver sees it: full batch, mini-batches, a curvature sample.
+
+    Parameters
+    ----------
+    X : ndarray, scipy CSR matrix or Tensor of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        Encoded targets: 0/1 for the binary model, class indices otherwise.
+    sample_weight : ndarray of shape (n_samples,) or None
+        ``s_i`` with class weights folded in; ``None`` means all ones.
+    binary : bool
+    device : torch.device
+    dtype : torch.dtype
+    """
+
+    def __init__(self, X, y, sample_weight, *, binary, device, dtype):
+        self.device = device
+        self.dtype = dtype
+        self.n_samples, self.n_features = X.shape
+        self._csr = X.tocsr() if sp.issparse(X) else None
+        self.X = as_tensor(X, device, dtype)
+        self.y = vector_to_tensor(y, device, dtype if binary else torch.int64)
+        self.sample_weight = vector_to_tensor(sample_weight, device, dtype)
+        if sample_weight is None:
+            self.weight_sum = float(self.n_samples)
+        else:
+            self.weight_sum = float(np.sum(sample_weight, dtype=np.float64))
+
+    def full(self):
+        return self.X, self.y, self.sample_weight
+
+    def batch(self, idx):
+        """Rows ``idx`` (a CPU int64 tensor) as ``(X, y, sample_weight)`` on the device."""
+        if self._csr is not None:
+            Xb = csr_to_coo_tensor(self._csr[idx.numpy()], self.device, self.dtype)
+        else:
+            Xb = self.X.index_select(0, idx.to(self.device))
+        idx_d = idx.to(self.device)
+        yb = self.y.index_select(0, idx_d)
+        swb = None if self.sample_weight is None else self.sample_weight.index_select(0, idx_d)
+        return Xb, yb, swb
+
+    def curvature_sample(self, max_rows, densify=True):
+        """At most ``max_rows`` evenly strided rows in float64 (dense if ``densify``).
+
+        Deterministic (no random numbers drawn), so that measuring curvature
+        never changes what ``random_state`` produces.
+        """
+        if self.n_samples <= max_rows:
+            idx = None
+        else:
+            idx = torch.linspace(0, self.n_samples - 1, max_rows).round().long()
+        if idx is None:
+            X, y, sw = self.full()
+        else:
+            X, y, sw = self.batch(idx)
+        if densify and X.layout == torch.sparse_coo:
+            X = X.to_dense()
+        X = X.to(torch.float64)
+        y = y.to(torch.float64) if y.is_floating_point() else y
+        sw = None if sw is None else sw.to(torch.float64)
+        return X, y, sw

@@ -1,0 +1,726 @@
+"""``TorchLogisticRegression``: validation and bookkeeping around the solver."""
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._curvature import (
+    DENSE_HESSIAN_MAX_PARAMS,
+    extreme_eigenvalues,
+    flatten_params,
+    lr_for_momentum,
+    nesterov_rule,
+    robust_heavy_ball_rule,
+    smooth_objective_of_theta,
+)
+from ._data import TrainingData, as_tensor, is_tensor, resolve_device, torch_dtype
+from ._module import LogisticRegressionModule
+from ._objective import penalty_strengths
+from ._solver import SolverState, solve
+
+# batch_size="auto": full batch up to this many samples, mini-batches of
+# AUTO_BATCH_SIZE above it.
+AUTO_FULL_BATCH_MAX = 20_000
+AUTO_BATCH_SIZE = 2048
+# Rows the curvature of lr="auto" is measured on (evenly strided, no RNG).
+CURVATURE_MAX_ROWS = 4096
+DEFAULT_MOMENTUM = 0.9
+
+
+class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
+    """Logistic regression trained as a PyTorch model with autograd and momentum SGD.
+
+    The model is the lesson's ``nn.Linear`` followed by a sigmoid (two classes)
+    or a softmax (``K > 2`` classes, multinomial). Gradients come from
+    autograd; updates are momentum SGD with :class:`torch.optim.SGD`'s
+    semantics; an L1 part of the penalty is applied by soft-thresholding. The
+    objective is the one :class:`~sklearn.linear_model.LogisticRegression`
+    minimises, so a converged fit gives the same coefficients.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse regularisation strength, as in ``LogisticRegression``;
+        ``np.inf`` means no penalty.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing: ``0`` is a pure L2 penalty, ``1`` pure L1.
+    fit_intercept : bool, default=True
+        Whether to learn an (unpenalised) intercept.
+    lr : float or "auto", default="auto"
+        Step size. ``"auto"`` measures the curvature of the objective with
+        autograd at the starting point (the Hessian's largest and smallest
+        eigenvalues ``L`` and ``mu``) and, for full batch, takes Polyak's
+        heavy-ball values ``lr = 4 / (sqrt(L) + sqrt(mu))**2``; it then restarts
+        the momentum whenever the objective rises and halves ``lr`` if it
+        keeps rising. With mini-batches, ``"auto"`` uses ``(1 - momentum) / L``
+        and halves it whenever an epoch fails to lower the objective. A float
+        is used as given, with no restarts.
+    momentum : float, default=0.9
+        Heavy-ball momentum in ``[0, 1)``. With ``lr="auto"`` and full batch,
+        the default ``0.9`` is replaced by the curvature's optimum
+        ``((sqrt(kappa) - 1) / (sqrt(kappa) + 1))**2``, ``kappa = L / mu``; any
+        other value is kept and ``lr`` becomes ``(1 + momentum) / L``.
+    nesterov : bool, default=False
+        Nesterov momentum (``torch.optim.SGD(nesterov=True)``). With
+        ``lr="auto"`` and the default momentum: ``lr = 1 / L``,
+        ``momentum = (sqrt(kappa) - 1) / (sqrt(kappa) + 1)``.
+    batch_size : int, None or "auto", default="auto"
+        ``None``: full batch, one step per epoch. An int: mini-batches of that
+        size, reshuffled every epoch from ``random_state``. ``"auto"``: full
+        batch up to 20,000 samples, mini-batches of 2,048 above.
+    max_iter : int, default=1000
+        Maximum number of epochs (passes over the data).
+    tol : float, default=1e-4
+        Stop when the largest absolute entry of the objective's gradient (for
+        the L1 part, its minimum-norm subgradient) is at most ``tol`` after an
+        epoch: the measure ``LogisticRegression(solver="lbfgs")`` stops on,
+        for the same objective scale. ``tol=0`` runs all ``max_iter`` epochs.
+    class_weight : dict, "balanced" or None, default=None
+        Weights ``{class_label: weight}`` multiplied into the sample weights;
+        ``"balanced"`` uses ``n_samples / (n_classes * np.bincount(y))``.
+    warm_start : bool, default=False
+        Start ``fit`` from the previous solution when the classes and the
+        number of features are unchanged.
+    random_state : int, RandomState instance or None, default=None
+        Seeds a private :class:`torch.Generator` that orders the mini-batches
+        (the only randomness: parameters start at zero). The same int gives
+        bit-identical coefficients. ``None`` draws the seed from numpy's global
+        RandomState. Torch's global generator is never used.
+    device : str or torch.device, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (CUDA,
+        then MPS, then CPU). Unavailable devices raise ``ValueError``.
+    verbose : int, default=0
+        Print the objective and the gradient's size after every epoch.
+    track_gradients : bool, default=False
+        Record ``gradient_history_`` (objective, gradient norm, update size
+        and distance from the start, per epoch). Costs nothing when off.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        float64 copy of the module's weight.
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        Zeros when ``fit_intercept=False``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when ``X`` had string column names.
+    n_iter_ : int
+        Epochs run by the last ``fit`` (summed over ``partial_fit`` calls).
+    loss_curve_ : list of float
+        The objective after each epoch (for ``partial_fit``, on each call's data).
+    module_ : LogisticRegressionModule
+        The trained torch module; ``module_(X)`` returns probabilities.
+    lr_ : float
+        The step size used at the end of training.
+    momentum_ : float
+        The momentum used.
+    gradient_history_ : dict of ndarray
+        Only with ``track_gradients=True``; one entry per epoch.
+
+    See Also
+    --------
+    sklearn.linear_model.LogisticRegression : The same objective, solved by lbfgs & co.
+    sklearn.linear_model.SGDClassifier : Plain SGD on linear models.
+
+    Notes
+    -----
+    With ``s_i = sample_weight_i * class_weight[y_i]`` and ``S = sum_i s_i``,
+    training minimises
+
+    .. math::
+
+        J(W, b) = \\frac{1}{S} \\sum_i s_i \\, \\ell_i(W, b)
+        + \\frac{(1 - \\rho) \\|W\\|_2^2 / 2 + \\rho \\|W\\|_1}{C S},
+
+    with ``rho = l1_ratio`` and ``ell_i`` the (binary or multinomial)
+    cross-entropy. ``C * S * J`` is ``LogisticRegression``'s objective. Inputs
+    may be numpy arrays (float32 trains in float32, float64 in float64),
+    pandas DataFrames, scipy sparse matrices (trained sparse, never densified
+    whole) or torch tensors (used in place, also on a GPU; predictions on a
+    tensor come back as tensors).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sktorch_lr import TorchLogisticRegression
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = make_pipeline(StandardScaler(), TorchLogisticRegression()).fit(X, y)
+    >>> print(f"{clf.score(X, y):.3f}")
+    0.988
+    >>> clf[-1].coef_.shape
+    (1, 30)
+    """
+
+    _parameter_constraints: dict = {
+        "C": [Interval(Real, 0, np.inf, closed="right")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "fit_intercept": ["boolean"],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterov": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+        "track_gradients": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        *,
+        C=1.0,
+        l1_ratio=0.0,
+        fit_intercept=True,
+        lr="auto",
+        momentum=0.9,
+        nesterov=False,
+        batch_size="auto",
+        max_iter=1000,
+        tol=1e-4,
+        class_weight=None,
+        warm_start=False,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+        track_gradients=False,
+    ):
+        self.C = C
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.lr = lr
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.class_weight = class_weight
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.track_gradients = track_gradients
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model by momentum SGD from zero (or the previous solution).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Any labels scikit-learn accepts; at least two classes.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights ``s_i`` (multiplied by ``class_weight``).
+
+        Returns
+        -------
+        self : TorchLogisticRegression
+        """
+        _check_parameter_pairs(self)
+        X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=True)
+        encoder = LabelEncoder().fit(y)
+        classes = encoder.classes_
+        if len(classes) < 2:
+            raise ValueError(
+                "This solver needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {classes[0]!r}."
+            )
+        weights = _effective_weights(
+            self.class_weight, classes, encoder.transform(y), y, sample_weight
+        )
+        previous = None
+        if self.warm_start and _compatible(self, classes, X.shape[1]):
+            previous = self.module_
+        self._fit_epochs(
+            X,
+            encoder.transform(y),
+            classes,
+            weights,
+            previous_module=previous,
+            solver_state=None,
+            generator=None,
+            max_iter=self.max_iter,
+            partial=False,
+        )
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Run one epoch of momentum SGD on ``(X, y)``, continuing from the current state.
+
+        The step size (for ``lr="auto"``) is measured on the first call's data
+        and kept, as are the momentum buffers and the random generator, so a
+        stream of calls is one continuous training run. The penalty of each
+        call is scaled by that call's weight sum (the objective of the chunk).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            All the classes; required on the first call, as in SGDClassifier.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : TorchLogisticRegression
+        """
+        _check_parameter_pairs(self)
+        first_call = not hasattr(self, "classes_")
+        if first_call and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if classes is not None:
+            classes = np.unique(_labels_to_numpy(classes))
+            if not first_call and not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"`classes={classes!r}` is not the same as on the first call to "
+                    f"partial_fit, which was {self.classes_!r}."
+                )
+            if len(classes) < 2:
+                raise ValueError("partial_fit needs at least 2 classes in `classes`.")
+        else:
+            classes = self.classes_
+        if self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit, whose chunks do not "
+                "show the class frequencies. Pass "
+                "compute_class_weight('balanced', classes=classes, y=y) as a dict instead."
+            )
+        X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=first_call)
+        unknown = np.setdiff1d(np.unique(y), classes)
+        if unknown.size:
+            raise ValueError(f"y contains labels {unknown!r} not in classes {classes!r}.")
+        y_enc = np.searchsorted(classes, y)
+        weights = _effective_weights(self.class_weight, classes, y_enc, y, sample_weight)
+        self._fit_epochs(
+            X,
+            y_enc,
+            classes,
+            weights,
+            previous_module=None if first_call else self.module_,
+            solver_state=None if first_call else self._solver_state,
+            generator=None if first_call else self._generator,
+            max_iter=1,
+            partial=True,
+        )
+        return self
+
+    def _fit_epochs(
+        self,
+        X,
+        y_enc,
+        classes,
+        sample_weight,
+        *,
+        previous_module,
+        solver_state,
+        generator,
+        max_iter,
+        partial,
+    ):
+        """Train, then commit the fitted state; on any error ``self`` is untouched."""
+        device = resolve_device(self.device)
+        dtype = X.dtype if is_tensor(X) else torch_dtype(X.dtype)
+        n_samples, n_features = X.shape
+        binary = len(classes) == 2
+        n_outputs = 1 if binary else len(classes)
+        data = TrainingData(X, y_enc, sample_weight, binary=binary, device=device, dtype=dtype)
+        if data.weight_sum <= 0:
+            raise ValueError("The sample weights sum to zero; at least one must be positive.")
+        penalty = penalty_strengths(self.C, self.l1_ratio, data.weight_sum)
+
+        module = LogisticRegressionModule(
+            n_features, n_outputs, bias=self.fit_intercept, dtype=dtype, device=device
+        )
+        if previous_module is not None:
+            with torch.no_grad():
+                for new, old in zip(module.parameters(), previous_module.parameters(), strict=True):
+                    new.copy_(old)
+        params = list(module.parameters())
+        batch_size = self._resolved_batch_size(n_samples)
+        remeasure = None
+        if self.lr == "auto":
+
+            def remeasure(current):
+                return self._step_rule(data, penalty, current, n_outputs, None)
+
+        if solver_state is None:
+            solver_state = self._initial_solver_state(data, penalty, params, n_outputs, batch_size)
+        else:
+            solver_state = _state_on(copy.deepcopy(solver_state), device)
+        if generator is None:
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            generator = torch.Generator().manual_seed(int(seed))
+        else:
+            generator = copy.deepcopy(generator)
+
+        result = solve(
+            params,
+            data,
+            penalty,
+            solver_state,
+            fit_intercept=self.fit_intercept,
+            max_iter=max_iter,
+            tol=self.tol,
+            batch_size=batch_size,
+            generator=generator,
+            check_convergence=not partial,
+            track_gradients=self.track_gradients,
+            remeasure=remeasure,
+            verbose=self.verbose,
+        )
+
+        # Commit: nothing above touched self.
+        self.classes_ = classes
+        self.module_ = module
+        self.coef_ = module.linear.weight.detach().cpu().numpy().astype(np.float64)
+        if self.fit_intercept:
+            self.intercept_ = module.linear.bias.detach().cpu().numpy().astype(np.float64)
+        else:
+            self.intercept_ = np.zeros(n_outputs)
+        self.lr_ = solver_state.lr
+        self.momentum_ = solver_state.momentum
+        self._solver_state = solver_state
+        self._generator = generator
+        if partial and hasattr(self, "n_iter_") and previous_module is not None:
+            self.n_iter_ += result.n_iter
+            self.loss_curve_ = self.loss_curve_ + result.loss_curve
+        else:
+            self.n_iter_ = result.n_iter
+            self.loss_curve_ = result.loss_curve
+        if result.history is not None:
+            self.gradient_history_ = {k: np.asarray(v) for k, v in result.history.items()}
+        if not partial and not result.converged and self.tol > 0:
+            warnings.warn(
+                f"TorchLogisticRegression did not converge in max_iter={self.max_iter} epochs: "
+                "the largest gradient entry is still above tol. Increase max_iter, "
+                "or standardise the features.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _resolved_batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return None if n_samples <= AUTO_FULL_BATCH_MAX else AUTO_BATCH_SIZE
+        if self.batch_size is None or self.batch_size >= n_samples:
+            return None
+        return self.batch_size
+
+    def _initial_solver_state(self, data, penalty, params, n_outputs, batch_size):
+        """Step size and momentum: as given, or from the measured curvature."""
+        if self.lr != "auto":
+            return SolverState(
+                lr=float(self.lr),
+                momentum=float(self.momentum),
+                nesterov=self.nesterov,
+                adaptive=False,
+            )
+        lr, momentum = self._step_rule(data, penalty, params, n_outputs, batch_size)
+        return SolverState(lr=lr, momentum=momentum, nesterov=self.nesterov, adaptive=True)
+
+    def _step_rule(self, data, penalty, params, n_outputs, batch_size):
+        """``(lr, momentum)`` for ``lr="auto"`` from the curvature at ``params``."""
+        curvature = measure_curvature(
+            data, penalty, params, n_outputs=n_outputs, fit_intercept=self.fit_intercept
+        )
+        L, mu = curvature.L, curvature.mu
+        if batch_size is not None:
+            momentum = float(self.momentum)
+            return (1.0 - momentum) / L if momentum > 0 else 1.0 / L, momentum
+        if self.momentum == DEFAULT_MOMENTUM:
+            rule = nesterov_rule(L, mu) if self.nesterov else robust_heavy_ball_rule(L, mu)
+        else:
+            rule = lr_for_momentum(L, mu, float(self.momentum))
+        return rule.lr, rule.momentum
+
+    # -------------------------------------------------------------- predict
+
+    def decision_function(self, X):
+        """Logits ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray (or Tensor for tensor input) of shape (n_samples,) or (n_samples, K)
+            For two classes, the log-odds of ``classes_[1]``.
+        """
+        logits, tensor_in = self._logits(X)
+        if logits.shape[1] == 1:
+            logits = logits[:, 0]
+        return logits if tensor_in else logits.cpu().numpy()
+
+    def predict_proba(self, X):
+        """Class probabilities: sigmoid (two classes) or softmax of the logits.
+
+        Returns
+        -------
+        proba : ndarray (or Tensor for tensor input) of shape (n_samples, n_classes)
+        """
+        logits, tensor_in = self._logits(X)
+        with torch.inference_mode():
+            if logits.shape[1] == 1:
+                proba = torch.cat([torch.sigmoid(-logits), torch.sigmoid(logits)], dim=1)
+            else:
+                proba = torch.softmax(logits, dim=1)
+        return proba if tensor_in else proba.cpu().numpy()
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably from the logits.
+
+        Returns
+        -------
+        log_proba : ndarray (or Tensor for tensor input) of shape (n_samples, n_classes)
+        """
+        logits, tensor_in = self._logits(X)
+        with torch.inference_mode():
+            if logits.shape[1] == 1:
+                out = torch.cat(
+                    [
+                        torch.nn.functional.logsigmoid(-logits),
+                        torch.nn.functional.logsigmoid(logits),
+                    ],
+                    dim=1,
+                )
+            else:
+                out = torch.log_softmax(logits, dim=1)
+        return out if tensor_in else out.cpu().numpy()
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            A Tensor on the module's device for tensor input with numeric classes.
+        """
+        logits, tensor_in = self._logits(X)
+        with torch.inference_mode():
+            if logits.shape[1] == 1:
+                idx = (logits[:, 0] > 0).long()
+            else:
+                idx = logits.argmax(dim=1)
+        if tensor_in and self.classes_.dtype.kind in "biuf":
+            return torch.as_tensor(self.classes_, device=idx.device)[idx]
+        return self.classes_[idx.cpu().numpy()]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on ``(X, y)``, as ``ClassifierMixin.score``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+        y : array-like or Tensor of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import accuracy_score
+
+        y_pred = self.predict(X)
+        if is_tensor(y_pred):
+            y_pred = y_pred.cpu().numpy()
+        return accuracy_score(_labels_to_numpy(y), y_pred, sample_weight=_to_numpy(sample_weight))
+
+    def _logits(self, X):
+        check_is_fitted(self)
+        tensor_in = is_tensor(X)
+        X = self._validate_X(X, reset=False)
+        weight = self.module_.linear.weight
+        Xt = as_tensor(X, weight.device, weight.dtype)
+        with torch.inference_mode():
+            return self.module_.logits(Xt), tensor_in
+
+    # ----------------------------------------------------------- validation
+
+    def _validate_X(self, X, reset):
+        if is_tensor(X):
+            return _validate_tensor(self, X, reset)
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32],
+            reset=reset,
+        )
+        return _sparse_to_csr(X)
+
+    def _validate_fit_input(self, X, y, sample_weight, reset):
+        if is_tensor(X):
+            X = _validate_tensor(self, X, reset)
+            y = column_or_1d(_labels_to_numpy(y), warn=True)
+            check_consistent_length(X, y)
+        else:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse=["csr", "csc", "coo"],
+                dtype=[np.float64, np.float32],
+                reset=reset,
+            )
+            X = _sparse_to_csr(X)
+        check_classification_targets(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                _to_numpy(sample_weight),
+                np.empty((X.shape[0], 0)),
+                dtype=np.float64,
+                ensure_non_negative=True,
+            )
+        return X, y, sample_weight
+
+    # -------------------------------------------------------------- the rest
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_class = True
+        return tags
+
+    def __getstate__(self):
+        """Pickle with every tensor on the CPU, so a GPU-fitted model loads anywhere."""
+        state = super().__getstate__()
+        if "module_" in state and state["module_"].linear.weight.device.type != "cpu":
+            state["module_"] = _module_to_cpu(state["module_"])
+        if "_solver_state" in state:
+            state["_solver_state"] = _state_on(
+                copy.copy(state["_solver_state"]), torch.device("cpu")
+            )
+        return state
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_parameter_pairs(est):
+    if est.nesterov and est.lr != "auto" and est.momentum == 0:
+        raise ValueError("nesterov=True requires momentum > 0 when lr is given.")
+
+
+def _compatible(est, classes, n_features):
+    return (
+        hasattr(est, "module_")
+        and np.array_equal(est.classes_, classes)
+        and est.coef_.shape[1] == n_features
+        and (est.module_.linear.bias is not None) == est.fit_intercept
+    )
+
+
+def _labels_to_numpy(y):
+    if is_tensor(y):
+        return y.detach().cpu().numpy()
+    return y
+
+
+def _to_numpy(v):
+    if v is None or not is_tensor(v):
+        return v
+    return v.detach().cpu().numpy()
+
+
+def _sparse_to_csr(X):
+    return X.tocsr() if sp.issparse(X) else X
+
+
+def _validate_tensor(est, X, reset):
+    """The checks ``validate_data`` does, for a torch tensor (kept on its device)."""
+    if X.layout != torch.strided:
+        raise ValueError("Sparse torch tensors are not supported; pass a scipy sparse matrix.")
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2D tensor, got a {X.ndim}D tensor of shape {tuple(X.shape)}.")
+    if X.shape[0] < 1:
+        raise ValueError(f"Found a tensor with {X.shape[0]} sample(s); a minimum of 1 is required.")
+    if X.is_complex():
+        raise ValueError("Complex data not supported.")
+    if X.dtype not in (torch.float32, torch.float64):
+        X = X.to(torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else torch.float64)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("Input X contains NaN or infinity.")
+    n_features = X.shape[1]
+    if reset:
+        est.n_features_in_ = n_features
+        if hasattr(est, "feature_names_in_"):
+            del est.feature_names_in_
+    elif n_features != est.n_features_in_:
+        raise ValueError(
+            f"X has {n_features} features, but {type(est).__name__} is expecting "
+            f"{est.n_features_in_} features as input."
+        )
+    return X
+
+
+def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
+    """``s_i = sample_weight_i * class_weight[y_i]``, or None when all ones."""
+    if class_weight is None:
+        return sample_weight
+    cw = compute_class_weight(class_weight, classes=classes, y=y)
+    per_sample = cw[y_enc]
+    return per_sample if sample_weight is None else per_sample * sample_weight
+
+
+def measure_curvature(data, penalty, params, *, n_outputs, fit_intercept):
+    """Largest and smallest Hessian eigenvalues of the smooth objective at ``params``.
+
+    Measured with autograd on at most ``CURVATURE_MAX_ROWS`` evenly strided
+    rows (all of them for smaller data), in float64.
+    """
+    n_params = sum(p.numel() for p in params)
+    X, y, sw = data.curvature_sample(
+        CURVATURE_MAX_ROWS, densify=n_params <= DENSE_HESSIAN_MAX_PARAMS
+    )
+    normalizer = float(X.shape[0]) if sw is None else float(sw.sum())
+    if normalizer <= 0:
+        normalizer = 1.0
+    f = smooth_objective_of_theta(X, y, sw, penalty, normalizer, n_outputs, fit_intercept)
+    theta = flatten_params(params[0], params[1] if fit_intercept else None)
+    # The L2 strength bounds the curvature from below only along the penalised
+    # coefficients; the intercept's direction can be flatter.
+    mu_floor = 0.0 if fit_intercept else penalty.l2
+    curvature = extreme_eigenvalues(f, theta, mu_floor=mu_floor)
+    L = max(curvature.L, 1e-12)
+    return curvature._replace(L=L)
+
+
+def _module_to_cpu(module):
+    weight = module.linear.weight
+    cpu = LogisticRegressionModule(
+        weight.shape[1], weight.shape[0], bias=module.linear.bias is not None, dtype=weight.dtype
+    )
+    cpu.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+    return cpu
+
+
+def _state_on(state, device):
+    state.buffers = [None if b is None else b.to(device) for b in state.buffers]
+    return state

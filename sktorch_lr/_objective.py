@@ -1,0 +1,137 @@
+"""The one definition of the training objective.
+
+Everything that needs the objective -- the solver, ``lr="auto"``'s curvature
+estimate, :mod:`sktorch_lr.inspection` and the tests -- calls the functions
+here, so they can never disagree.
+
+With ``s_i = sample_weight_i * class_weight[y_i]`` and ``S = sum_i s_i``::
+
+    J(W, b) = sum_i s_i * loss_i(W, b) / S
+              + ((1 - l1_ratio) / 2 * ||W||_2^2 + l1_ratio * ||W||_1) / (C * S)
+
+``loss_i`` is the binary cross-entropy of ``sigmoid(x_i @ W.T + b)`` (two
+classes, ``W`` of shape ``(1, n_features)``) or the multinomial cross-entropy of
+``softmax(x_i @ W.T + b)`` (``K > 2`` classes, ``W`` of shape
+``(K, n_features)``). ``C * S * J`` is exactly the objective of
+:class:`sklearn.linear_model.LogisticRegression`, so both have the same
+minimiser. The intercept ``b`` is not penalised; ``C = inf`` means no penalty.
+
+Losses are computed from logits with the numerically stable
+``binary_cross_entropy_with_logits`` / ``cross_entropy``: identical to
+``Linear -> Sigmoid -> BCELoss`` in exact arithmetic, but without the loss of
+gradient that the naive form suffers once ``|logit|`` passes ~17 in float32.
+"""
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class Penalty(NamedTuple):
+    """Strengths of the penalty terms, already divided by ``C * S``.
+
+    ``l2`` multiplies ``||W||^2 / 2`` and ``l1`` multiplies ``||W||_1``.
+    """
+
+    l2: float
+    l1: float
+
+
+def penalty_strengths(C, l1_ratio, weight_sum):
+    """Return the :class:`Penalty` of ``C``, ``l1_ratio`` and ``S = weight_sum``."""
+    if math.isinf(C):
+        return Penalty(0.0, 0.0)
+    scale = 1.0 / (C * float(weight_sum))
+    return Penalty((1.0 - l1_ratio) * scale, l1_ratio * scale)
+
+
+def linear_logits(X, coef, intercept):
+    """Logits ``X @ coef.T + intercept`` of shape ``(n_samples, n_outputs)``.
+
+    ``X`` may be a dense or a sparse COO tensor; ``intercept`` may be ``None``.
+    """
+    if X.layout == torch.sparse_coo:
+        out = torch.sparse.mm(X, coef.T)
+    else:
+        out = X @ coef.T
+    if intercept is not None:
+        out = out + intercept
+    return out
+
+
+def per_sample_loss(logits, y):
+    """Unweighted cross-entropy of each sample, shape ``(n_samples,)``.
+
+    One logit column means the binary model (``y`` holds 0./1. in the logits'
+    dtype); several mean the multinomial one (``y`` holds class indices).
+    """
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], y, reduction="none")
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def data_term(logits, y, sample_weight, normalizer):
+    """``sum_i s_i * loss_i / normalizer`` (``sample_weight=None`` means all ones)."""
+    losses = per_sample_loss(logits, y)
+    if sample_weight is not None:
+        losses = losses * sample_weight
+    return losses.sum() / normalizer
+
+
+def penalty_term(coef, penalty, include_l1=True):
+    """``l2 / 2 * ||W||^2 + l1 * ||W||_1`` (the L1 part only if ``include_l1``)."""
+    value = coef.new_zeros(())
+    if penalty.l2:
+        value = value + 0.5 * penalty.l2 * (coef * coef).sum()
+    if include_l1 and penalty.l1:
+        value = value + penalty.l1 * coef.abs().sum()
+    return value
+
+
+def objective(coef, intercept, X, y, sample_weight, penalty, *, normalizer, include_l1=True):
+    """The training objective ``J`` at ``(coef, intercept)``, as a 0-d tensor.
+
+    Parameters
+    ----------
+    coef : Tensor of shape (n_outputs, n_features)
+    intercept : Tensor of shape (n_outputs,) or None
+    X : Tensor of shape (n_samples, n_features), dense or sparse COO
+    y : Tensor of shape (n_samples,)
+        0./1. for the binary model, class indices for the multinomial one.
+    sample_weight : Tensor of shape (n_samples,) or None
+        ``s_i``, class weights already folded in.
+    penalty : Penalty
+        From :func:`penalty_strengths` with the weight sum ``S`` of the whole
+        training set.
+    normalizer : float
+        ``S`` for the whole training set. For a mini-batch of ``m`` of the
+        ``n`` samples the solver passes ``S * m / n``, which makes the batch
+        objective an unbiased estimate of ``J``.
+    include_l1 : bool, default=True
+        ``False`` gives the smooth part that autograd differentiates; the
+        solver applies the L1 part with a proximal step.
+    """
+    logits = linear_logits(X, coef, intercept)
+    return data_term(logits, y, sample_weight, normalizer) + penalty_term(coef, penalty, include_l1)
+
+
+def soft_threshold_(coef, threshold):
+    """In place, the proximal operator of ``threshold * ||W||_1``."""
+    coef.copy_(coef.sign() * (coef.abs() - threshold).clamp_min(0.0))
+    return coef
+
+
+def optimality_gradient(coef_grad, coef, l1):
+    """Gradient of ``J`` with the L1 part taken as its minimum-norm subgradient.
+
+    ``coef_grad`` is the gradient of the smooth part. Where ``W_j != 0`` the
+    result is ``g_j + l1 * sign(W_j)``; where ``W_j == 0`` it is the part of
+    ``g_j`` that ``[-l1, l1]`` cannot cancel. It is zero exactly at the
+    minimiser, which is what the stopping rule measures.
+    """
+    if not l1:
+        return coef_grad
+    shrunk = coef_grad.sign() * (coef_grad.abs() - l1).clamp_min(0.0)
+    return torch.where(coef != 0, coef_grad + l1 * coef.sign(), shrunk)

@@ -1,0 +1,349 @@
+"""The momentum-SGD training loop, as plain functions.
+
+One step is the lesson's: forward, loss, backward, step, zero_grad. The
+gradient comes from autograd (``loss.backward()``); the step has the exact
+semantics of :class:`torch.optim.SGD` (heavy ball, ``dampening=0``, optional
+Nesterov), written out here so that a fit does not pay ``torch.optim``'s
+first-call import of ``torch._dynamo``; ``tests/test_solver.py`` checks it
+step for step against ``torch.optim.SGD``. The L1 part of the objective is
+applied after the step by soft-thresholding (a proximal step), so
+coefficients become exactly zero.
+
+An epoch is one pass over the data: one step for full batch, one step per
+mini-batch otherwise. After each epoch the full objective and its gradient are
+evaluated (for full batch this is the evaluation the next step uses anyway);
+that value goes to ``loss_curve_`` and the stopping rule reads the gradient.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ._objective import objective, optimality_gradient, penalty_term, soft_threshold_
+
+
+class DivergenceError(ValueError):
+    """Training diverged: the objective became non-finite or exploded."""
+
+
+@dataclass
+class SolverState:
+    """What survives between epochs and between ``partial_fit`` calls."""
+
+    lr: float
+    momentum: float
+    nesterov: bool
+    adaptive: bool  # lr="auto": restart momentum / halve lr when the objective rises
+    buffers: list = field(default_factory=list)
+    lr_halvings: int = 0
+
+
+@dataclass
+class SolveResult:
+    n_iter: int
+    loss_curve: list
+    converged: bool
+    history: dict | None = None
+
+
+def momentum_step_(params, state):
+    """One ``torch.optim.SGD`` step (``dampening=0``, no weight decay) on ``params``.
+
+    Reads ``p.grad``; keeps one momentum buffer per parameter in ``state``.
+    """
+    if not state.buffers:
+        state.buffers = [None] * len(params)
+    m = state.momentum
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            d = p.grad
+            if m != 0:
+                buf = state.buffers[i]
+                if buf is None:
+                    buf = state.buffers[i] = torch.clone(d).detach()
+                else:
+                    buf.mul_(m).add_(d)
+                d = d.add(buf, alpha=m) if state.nesterov else buf
+            p.add_(d, alpha=-state.lr)
+
+
+def proximal_l1_(coef, state, l1, coef_before):
+    """Soft-threshold ``coef`` after a step, and keep the momentum consistent.
+
+    The momentum buffer is reset to the step actually taken,
+    ``(coef_before - coef) / lr`` (the inertial proximal method, iPiano), so a
+    coefficient held at zero by the penalty does not gather momentum.
+    """
+    with torch.no_grad():
+        soft_threshold_(coef, state.lr * l1)
+        if state.buffers and state.buffers[0] is not None:
+            state.buffers[0].copy_((coef_before - coef) / state.lr)
+
+
+def zero_grad_(params):
+    for p in params:
+        p.grad = None
+
+
+def _evaluate(params, fit_intercept, X, y, sample_weight, penalty, normalizer):
+    """Forward + backward of the smooth objective; returns the objective (with L1)."""
+    coef = params[0]
+    intercept = params[1] if fit_intercept else None
+    loss = objective(
+        coef, intercept, X, y, sample_weight, penalty, normalizer=normalizer, include_l1=False
+    )
+    loss.backward()
+    with torch.no_grad():
+        total = loss.detach() + penalty_term(coef, penalty._replace(l2=0.0))
+    return total
+
+
+def _max_abs_gradient(params, penalty):
+    g = optimality_gradient(params[0].grad, params[0].detach(), penalty.l1)
+    parts = [g.abs().max()]
+    if len(params) > 1:
+        parts.append(params[1].grad.abs().max())
+    return torch.stack(parts).max()
+
+
+class _History:
+    """Per-epoch gradient diagnostics for ``track_gradients=True``."""
+
+    def __init__(self, params):
+        self.start = [p.detach().clone() for p in params]
+        self.before = None
+        self.rows = {"objective": [], "grad_norm": [], "update_norm": [], "distance_from_init": []}
+
+    def epoch_start(self, params):
+        self.before = [p.detach().clone() for p in params]
+
+    def epoch_end(self, params, objective_value):
+        with torch.no_grad():
+            grad_sq = sum(float((p.grad * p.grad).sum()) for p in params)
+            upd_sq = sum(
+                float(((p - b) ** 2).sum()) for p, b in zip(params, self.before, strict=True)
+            )
+            dist_sq = sum(
+                float(((p - s) ** 2).sum()) for p, s in zip(params, self.start, strict=True)
+            )
+        self.rows["objective"].append(objective_value)
+        self.rows["grad_norm"].append(math.sqrt(grad_sq))
+        self.rows["update_norm"].append(math.sqrt(upd_sq))
+        self.rows["distance_from_init"].append(math.sqrt(dist_sq))
+
+
+def solve(
+    params,
+    data,
+    penalty,
+    state,
+    *,
+    fit_intercept,
+    max_iter,
+    tol,
+    batch_size,
+    generator,
+    check_convergence=True,
+    track_gradients=False,
+    remeasure=None,
+    verbose=0,
+):
+    """Run up to ``max_iter`` epochs of momentum SGD on ``params`` in place.
+
+    Parameters
+    ----------
+    params : list of leaf Tensors
+        ``[coef]`` or ``[coef, intercept]``, with ``requires_grad=True``.
+    data : sktorch_lr._data.TrainingData
+    penalty : sktorch_lr._objective.Penalty
+    state : SolverState
+        Step size, momentum and the momentum buffers; updated in place.
+    max_iter : int
+        Number of epochs at most.
+    tol : float
+        Stop once the largest absolute entry of the objective's gradient
+        (minimum-norm subgradient for the L1 part) is at most ``tol``.
+    batch_size : int or None
+        ``None`` or ``>= n_samples`` means full batch. With ``state.adaptive``
+        it is the starting size: it doubles whenever the objective stalls.
+    generator : torch.Generator
+        The only source of randomness (the mini-batch order).
+    remeasure : callable or None
+        ``params -> (lr, momentum)``: the full-batch rule from the curvature at
+        ``params`` (``lr="auto"``). In full batch it is called after epochs 4,
+        8, 16, ... and when growing mini-batches reach the full batch. The
+        curvature of a logistic loss shrinks as the fit sharpens (the lesson's
+        largest eigenvalue falls 40-fold from start to optimum), so the step
+        size and momentum follow it; the momentum buffer is rescaled so that
+        the velocity ``lr * buffer`` carries over.
+
+    Returns
+    -------
+    SolveResult
+
+    Raises
+    ------
+    DivergenceError
+        If the objective becomes non-finite or grows far past its start.
+    """
+    n = data.n_samples
+    full_batch = batch_size is None or batch_size >= n
+    X, y, sw = data.full()
+    S = data.weight_sum
+    history = _History(params) if track_gradients else None
+
+    zero_grad_(params)
+    f = float(_evaluate(params, fit_intercept, X, y, sw, penalty, S))
+    _check_finite(f, state, epoch=0)
+    f_start = previous = f
+    loss_curve = []
+    converged = False
+    count = 0  # epochs in a row that rose (full batch) / made no progress (mini-batch)
+    best = f
+    best_params = [p.detach().clone() for p in params] if state.adaptive else None
+    # Rises smaller than this are rounding, not a sign of a too-long step.
+    noise = 16 * torch.finfo(data.dtype).eps
+    next_remeasure = 4
+    epoch = 0
+    for epoch in range(1, max_iter + 1):
+        if history is not None:
+            history.epoch_start(params)
+        if full_batch:
+            _step(params, state, penalty)
+        else:
+            perm = torch.randperm(n, generator=generator)
+            for start in range(0, n, batch_size):
+                idx = perm[start : start + batch_size]
+                Xb, yb, swb = data.batch(idx)
+                zero_grad_(params)
+                _evaluate(params, fit_intercept, Xb, yb, swb, penalty, S * len(idx) / n)
+                _step(params, state, penalty)
+        zero_grad_(params)
+        f = float(_evaluate(params, fit_intercept, X, y, sw, penalty, S))
+        if state.adaptive and not f <= f_start + noise * max(abs(f_start), 1.0):
+            # Worse than the start (or non-finite): the step was far too long
+            # for where the iterate went. Go back to the best point, forget the
+            # momentum and quarter the step.
+            _restore_(params, best_params)
+            state.buffers = []
+            _halve_lr(state, epoch, factor=0.25)
+            zero_grad_(params)
+            f = float(_evaluate(params, fit_intercept, X, y, sw, penalty, S))
+        _check_finite(f, state, epoch, f_start)
+        loss_curve.append(f)
+        if history is not None:
+            history.epoch_end(params, f)
+        grad_max = float(_max_abs_gradient(params, penalty))
+        if verbose:
+            print(
+                f"Epoch {epoch}: objective {f:.8g}, max|grad| {grad_max:.3e}, "
+                f"lr {state.lr:.4g}, momentum {state.momentum:.4g}"
+            )
+        if check_convergence and grad_max <= tol:
+            converged = True
+            break
+        if state.adaptive:
+            reference = previous if full_batch else best
+            count, grow = _adapt(state, f, reference, count, epoch, full_batch, noise)
+            if grow:
+                batch_size *= 2
+                if batch_size >= n:
+                    full_batch = True
+                    if remeasure is not None:
+                        _retune(state, *remeasure(params))
+                        next_remeasure = 2 * epoch
+        previous = f
+        if f < best:
+            best = f
+            if state.adaptive:
+                best_params = [p.detach().clone() for p in params]
+        if remeasure is not None and full_batch and epoch == next_remeasure:
+            next_remeasure *= 2
+            _retune(state, *remeasure(params))
+    zero_grad_(params)
+    return SolveResult(
+        n_iter=epoch,
+        loss_curve=loss_curve,
+        converged=converged,
+        history=None if history is None else history.rows,
+    )
+
+
+def _step(params, state, penalty):
+    coef = params[0]
+    before = coef.detach().clone() if penalty.l1 else None
+    momentum_step_(params, state)
+    if penalty.l1:
+        proximal_l1_(coef, state, penalty.l1, before)
+
+
+def _adapt(state, f, reference, count, epoch, full_batch, noise):
+    """``lr="auto"``'s reaction to the objective after an epoch.
+
+    Returns ``(count, grow_batch)``. Full batch (``reference`` is the previous
+    epoch's objective): a rise restarts the momentum (O'Donoghue & Candes'
+    function restart); three rises in a row mean the step is too long for this
+    region, so ``lr`` is halved. Mini-batches (``reference`` is the best
+    objective so far): three epochs without a new best mean the iterate is
+    rattling in the gradient noise, so the batch doubles (Smith et al., 2018,
+    "Don't decay the learning rate, increase the batch size"), which lowers
+    the noise the way a smaller step would, until it is the full batch.
+    """
+    scale = noise * max(abs(reference), 1.0)
+    if f - reference <= -scale or (full_batch and f - reference <= scale):
+        return 0, False
+    count += 1
+    if full_batch:
+        state.buffers = []
+        if count >= 3:
+            _halve_lr(state, epoch)
+            return 0, False
+        return count, False
+    if count >= 3:
+        return 0, True
+    return count, False
+
+
+def _retune(state, lr, momentum):
+    """Adopt a new step size and momentum, keeping the velocity ``lr * buffer``.
+
+    The step size grows at most fourfold per remeasurement: the curvature is
+    measured at one point, and a step much longer than the one that worked
+    so far can land where the loss is curved more sharply.
+    """
+    lr = min(lr, 4.0 * state.lr)
+    with torch.no_grad():
+        for buf in state.buffers:
+            if buf is not None:
+                buf.mul_(state.lr / lr)
+    state.lr, state.momentum = lr, momentum
+
+
+def _restore_(params, saved):
+    with torch.no_grad():
+        for p, v in zip(params, saved, strict=True):
+            p.copy_(v)
+
+
+def _halve_lr(state, epoch, factor=0.5):
+    state.lr *= factor
+    state.lr_halvings += 1
+    if state.lr_halvings > 40:
+        raise DivergenceError(
+            f"The objective kept rising at epoch {epoch} although lr='auto' halved the "
+            f"learning rate 40 times (now lr={state.lr:.3g}); check the input for extreme values."
+        )
+
+
+def _check_finite(f, state, epoch, f_start=None):
+    exploded = f_start is not None and f > 1e3 * (abs(f_start) + 1.0)
+    if math.isfinite(f) and not exploded:
+        return
+    what = "non-finite" if not math.isfinite(f) else f"{f:.3g}, far above its start {f_start:.3g}"
+    raise DivergenceError(
+        f"Training diverged at epoch {epoch}: the objective is {what} with "
+        f"learning rate lr={state.lr:.4g} and momentum={state.momentum:.4g}. "
+        "Use a smaller lr (or lr='auto', which derives it from the curvature), "
+        "or standardise the features."
+    )
