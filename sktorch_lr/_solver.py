@@ -199,7 +199,7 @@ def solve(
     f_start = previous = f
     loss_curve = []
     converged = False
-    count = 0  # epochs in a row that rose (full batch) / made no progress (mini-batch)
+    count = 0  # epochs of recent rises (full batch) / epochs without progress (mini-batch)
     best = f
     best_params = [p.detach().clone() for p in params] if state.adaptive else None
     # Rises smaller than this are rounding, not a sign of a too-long step.
@@ -282,24 +282,32 @@ def _adapt(state, f, reference, count, epoch, full_batch, noise):
     """``lr="auto"``'s reaction to the objective after an epoch.
 
     Returns ``(count, grow_batch)``. Full batch (``reference`` is the previous
-    epoch's objective): a rise restarts the momentum (O'Donoghue & Candes'
-    function restart); three rises in a row mean the step is too long for this
-    region, so ``lr`` is halved. Mini-batches (``reference`` is the best
-    objective so far): three epochs without a new best mean the iterate is
-    rattling in the gradient noise, so the batch doubles (Smith et al., 2018,
-    "Don't decay the learning rate, increase the batch size"), which lowers
-    the noise the way a smaller step would, until it is the full batch.
+    epoch's objective, ``count`` the epochs since each recent rise): a rise
+    restarts the momentum (O'Donoghue & Candes' function restart); three
+    rises within six epochs mean the step is too long for this region (a
+    steady rise, or the period-two rattle of a step past ``2 / L``), so
+    ``lr`` is halved. Mini-batches (``reference`` is the best objective so
+    far, ``count`` the epochs without a new best): three in a row mean the
+    iterate is rattling in the gradient noise, so the batch doubles (Smith et
+    al., 2018, "Don't decay the learning rate, increase the batch size"),
+    which lowers the noise the way a smaller step would, until it is the full
+    batch.
     """
     scale = noise * max(abs(reference), 1.0)
-    if f - reference <= -scale or (full_batch and f - reference <= scale):
+    if full_batch:
+        recent = [e for e in (count or []) if e > epoch - 6]
+        if f - reference <= scale:
+            return recent, False
+        state.buffers = []
+        recent.append(epoch)
+        if len(recent) >= 3:
+            _halve_lr(state, epoch)
+            recent = []
+        return recent, False
+    count = count if isinstance(count, int) else 0
+    if f - reference <= -scale:
         return 0, False
     count += 1
-    if full_batch:
-        state.buffers = []
-        if count >= 3:
-            _halve_lr(state, epoch)
-            return 0, False
-        return count, False
     if count >= 3:
         return 0, True
     return count, False

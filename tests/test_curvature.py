@@ -1,0 +1,87 @@
+"""Hessians by autograd against the closed form; the step-size rules."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import sktorch_lr._curvature as curvature
+from sktorch_lr._curvature import (
+    autograd_hessian,
+    extreme_eigenvalues,
+    heavy_ball_radius,
+    heavy_ball_rule,
+    lr_for_momentum,
+    nesterov_rule,
+    robust_heavy_ball_rule,
+    smooth_objective_of_theta,
+)
+from sktorch_lr._objective import penalty_strengths
+
+
+def _binary_problem(n=80, d=4, seed=0):
+    rng = np.random.RandomState(seed)
+    X = torch.tensor(rng.randn(n, d))
+    y = torch.tensor((rng.rand(n) > 0.5).astype(np.float64))
+    sw = torch.tensor(rng.uniform(0.5, 2.0, n))
+    return X, y, sw
+
+
+@pytest.mark.parametrize("looped", [True, False])
+def test_autograd_hessian_is_the_closed_form(looped, monkeypatch):
+    if not looped:
+        monkeypatch.setattr(curvature, "LOOPED_HESSIAN_MAX_PARAMS", 0)
+    X, y, sw = _binary_problem()
+    S = float(sw.sum())
+    pen = penalty_strengths(0.5, 0.0, S)
+    f = smooth_objective_of_theta(X, y, sw, pen, S, 1, True)
+    theta = torch.tensor([0.3, -0.2, 0.5, 0.1, 0.05], dtype=torch.float64)
+    H = autograd_hessian(f, theta)
+    Xt = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
+    p = torch.sigmoid(Xt @ theta)
+    closed = Xt.T @ (Xt * (sw * p * (1 - p))[:, None]) / S
+    closed[:4, :4] += pen.l2 * torch.eye(4, dtype=X.dtype)
+    assert (H - closed).abs().max() < 1e-12
+
+
+def test_extreme_eigenvalues_dense_and_power_iteration(monkeypatch):
+    X, y, sw = _binary_problem(d=6)
+    S = float(sw.sum())
+    f = smooth_objective_of_theta(X, y, sw, penalty_strengths(1.0, 0.0, S), S, 1, True)
+    theta = torch.zeros(7, dtype=torch.float64)
+    eig = torch.linalg.eigvalsh(autograd_hessian(f, theta))
+    dense = extreme_eigenvalues(f, theta)
+    assert dense.exact and dense.L == pytest.approx(float(eig[-1]), rel=1e-10)
+    assert dense.mu == pytest.approx(float(eig[0]), rel=1e-10)
+    monkeypatch.setattr(curvature, "LOOPED_HESSIAN_MAX_PARAMS", 0)
+    monkeypatch.setattr(curvature, "DENSE_HESSIAN_MAX_PARAMS", 0)
+    approx = extreme_eigenvalues(f, theta, mu_floor=1e-3)
+    assert not approx.exact and approx.L == pytest.approx(float(eig[-1]), rel=1e-2)
+    assert approx.mu == 1e-3
+
+
+def test_heavy_ball_rule_is_polyaks():
+    L, mu = 100.0, 1.0
+    rule = heavy_ball_rule(L, mu)
+    assert rule.lr == pytest.approx(4 / (10 + 1) ** 2)
+    assert rule.momentum == pytest.approx((9 / 11) ** 2)
+    assert rule.rate == pytest.approx(9 / 11)
+    # Polyak's optimum: both extreme directions contract at sqrt(momentum).
+    for h in (mu, L):
+        assert heavy_ball_radius(rule.lr, rule.momentum, h) == pytest.approx(rule.rate)
+
+
+def test_other_rules():
+    L, mu = 100.0, 1.0
+    nes = nesterov_rule(L, mu)
+    assert nes.lr == 0.01 and nes.momentum == pytest.approx(9 / 11)
+    hb = robust_heavy_ball_rule(L, mu)
+    assert hb.lr == 0.01 and hb.rate < 1
+    fixed = lr_for_momentum(L, mu, 0.5)
+    assert fixed.lr == pytest.approx(1.5 / L) and fixed.momentum == 0.5 and fixed.rate < 1
+
+
+def test_condition_number_is_capped():
+    rule = heavy_ball_rule(1.0, 0.0)
+    assert math.isfinite(rule.condition_number) and rule.momentum < 1

@@ -1,0 +1,17 @@
+import numpy as np
+import torch
+
+from sktorch_lr.datasets import make_lesson_data
+
+
+def test_lesson_data_is_the_lessons_own_draw():
+    torch.manual_seed(10)
+    state = torch.get_rng_state()
+    n = torch.ones(100, 2)
+    x0 = torch.normal(1.7 * n, 1) + 1
+    x1 = torch.normal(-1.7 * n, 1) + 1
+    torch.set_rng_state(state)
+    X, y = make_lesson_data()
+    np.testing.assert_array_equal(X, torch.cat((x0, x1)).numpy())
+    np.testing.assert_array_equal(y, np.r_[np.zeros(100), np.ones(100)])
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator was not used

@@ -1,0 +1,71 @@
+"""The one objective: sklearn's, scaled by 1 / (C S); stable where the naive form is not."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import log_loss
+
+from sktorch_lr._objective import (
+    objective,
+    optimality_gradient,
+    penalty_strengths,
+    per_sample_loss,
+    soft_threshold_,
+)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("l1_ratio", [0.0, 0.3, 1.0])
+def test_objective_is_sklearns_divided_by_C_S(n_classes, l1_ratio):
+    rng = np.random.RandomState(0)
+    n, d, C = 40, 5, 0.7
+    X = rng.randn(n, d)
+    y = rng.randint(n_classes, size=n)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    k = 1 if n_classes == 2 else n_classes
+    W = rng.randn(k, d)
+    b = rng.randn(k)
+    z = X @ W.T + b
+    if n_classes == 2:
+        p = 1 / (1 + np.exp(-z[:, 0]))
+        proba = np.c_[1 - p, p]
+        yt = torch.tensor(y, dtype=torch.float64)
+    else:
+        proba = np.exp(z - z.max(1, keepdims=True))
+        proba /= proba.sum(1, keepdims=True)
+        yt = torch.tensor(y)
+    S = sw.sum()
+    sklearn_objective = C * log_loss(y, proba, sample_weight=sw, normalize=False) + (
+        (1 - l1_ratio) / 2 * (W**2).sum() + l1_ratio * np.abs(W).sum()
+    )
+    ours = objective(torch.tensor(W), torch.tensor(b), torch.tensor(X), yt, torch.tensor(sw),
+                     penalty_strengths(C, l1_ratio, S), normalizer=S)
+    assert float(ours) * C * S == pytest.approx(sklearn_objective, rel=1e-12)
+
+
+def test_C_inf_means_no_penalty():
+    assert penalty_strengths(np.inf, 0.5, 10.0) == (0.0, 0.0)
+
+
+def test_matches_linear_sigmoid_bceloss_and_keeps_its_gradient_when_saturated():
+    y = torch.tensor([1.0, 0.0, 1.0])
+    z = torch.tensor([[0.3], [-1.2], [2.0]])
+    naive = torch.nn.BCELoss(reduction="none")(torch.sigmoid(z[:, 0]), y)
+    torch.testing.assert_close(per_sample_loss(z, y), naive)
+    # A logit of -20 for a positive sample in float32: sigmoid underflows to ~2e-9,
+    # BCELoss clamps log(p) at -100 and its gradient vanishes; the logits form keeps it.
+    z = torch.tensor([[-20.0]], requires_grad=True)
+    per_sample_loss(z, torch.tensor([1.0])).sum().backward()
+    assert z.grad.item() == pytest.approx(-1.0, abs=1e-6)
+    z2 = torch.tensor([-120.0], requires_grad=True)
+    torch.nn.BCELoss()(torch.sigmoid(z2), torch.tensor([1.0])).backward()
+    assert z2.grad.item() == 0.0
+
+
+def test_soft_threshold_and_optimality_gradient():
+    w = torch.tensor([[0.5, -0.05, 0.0, -2.0]])
+    soft_threshold_(w, 0.1)
+    torch.testing.assert_close(w, torch.tensor([[0.4, 0.0, 0.0, -1.9]]))
+    g = torch.tensor([[0.2, 0.05, -0.3, 0.1]])
+    expected = torch.tensor([[0.2 + 0.1, 0.0, -0.2, 0.1 - 0.1]])
+    torch.testing.assert_close(optimality_gradient(g, w, 0.1), expected)
