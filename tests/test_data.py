@@ -22,8 +22,9 @@ def test_sparse_stays_sparse():
     t = as_tensor(X, torch.device("cpu"), torch.float64)
     assert t.layout == torch.sparse_coo and t._nnz() == X.nnz
     np.testing.assert_array_equal(t.to_dense().numpy(), X.toarray())
-    data = TrainingData(X, np.zeros(100), None, binary=True, device=torch.device("cpu"),
-                        dtype=torch.float64)
+    data = TrainingData(
+        X, np.zeros(100), None, binary=True, device=torch.device("cpu"), dtype=torch.float64
+    )
     idx = torch.tensor([5, 2, 99])
     Xb, _, _ = data.batch(idx)
     assert Xb.layout == torch.sparse_coo
@@ -32,8 +33,9 @@ def test_sparse_stays_sparse():
 
 def test_curvature_sample_is_deterministic_and_strided():
     X = np.arange(20.0).reshape(10, 2)
-    data = TrainingData(X, np.zeros(10), None, binary=True, device=torch.device("cpu"),
-                        dtype=torch.float64)
+    data = TrainingData(
+        X, np.zeros(10), None, binary=True, device=torch.device("cpu"), dtype=torch.float64
+    )
     Xs, _, _ = data.curvature_sample(4)
     np.testing.assert_array_equal(Xs[:, 0].numpy(), [0.0, 6.0, 12.0, 18.0])
 

@@ -36,9 +36,7 @@ def _sklearn_optimum(X, y, **kw):
 # --------------------------------------------------------- agreement with sklearn
 
 
-@pytest.mark.parametrize(
-    "dataset", ["breast_cancer", "iris_raw", "digits_standardised"]
-)
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris_raw", "digits_standardised"])
 def test_tight_fit_matches_sklearn_coefficients(dataset, breast_cancer, digits):
     """Small tol and large max_iter: coef_ agrees with lbfgs to 1e-3 of its largest entry."""
     if dataset == "breast_cancer":
@@ -209,9 +207,7 @@ def test_torch_tensor_input_used_in_place(breast_cancer):
         est.predict(Xt[:, :5])
 
 
-@pytest.mark.parametrize(
-    "labels", [np.array(["cat", "dog"]), np.array([-1, 1]), np.array([2, 5])]
-)
+@pytest.mark.parametrize("labels", [np.array(["cat", "dog"]), np.array([-1, 1]), np.array([2, 5])])
 def test_any_binary_labels(labels, lesson_data):
     X, y = lesson_data
     y_lab = labels[y.astype(int)]
@@ -406,8 +402,10 @@ def test_partial_fit_continues_after_pickle(breast_cancer):
     "make_bad, match",
     [
         (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 3, np.nan, X), y), "NaN"),
-        (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 3, np.inf, X), y),
-         "infinity"),
+        (
+            lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 3, np.inf, X), y),
+            "infinity",
+        ),
         (lambda X, y: (X, np.zeros_like(y)), "one class"),
         (lambda X, y: (X, np.linspace(0, 1, len(y))), "Unknown label type"),
         (lambda X, y: (torch.full((3, 2), float("nan")), [0, 1, 0]), "NaN"),
@@ -447,8 +445,17 @@ def test_wrong_feature_count_and_unfitted(breast_cancer):
 
 @pytest.mark.parametrize(
     "params",
-    [dict(C=0), dict(C=-1.0), dict(l1_ratio=1.5), dict(lr=0), dict(lr="fast"),
-     dict(momentum=1.0), dict(batch_size=0), dict(max_iter=0), dict(tol=-1)],
+    [
+        dict(C=0),
+        dict(C=-1.0),
+        dict(l1_ratio=1.5),
+        dict(lr=0),
+        dict(lr="fast"),
+        dict(momentum=1.0),
+        dict(batch_size=0),
+        dict(max_iter=0),
+        dict(tol=-1),
+    ],
 )
 def test_invalid_parameters(params, lesson_data):
     with pytest.raises(InvalidParameterError):

@@ -38,8 +38,15 @@ def test_objective_is_sklearns_divided_by_C_S(n_classes, l1_ratio):
     sklearn_objective = C * log_loss(y, proba, sample_weight=sw, normalize=False) + (
         (1 - l1_ratio) / 2 * (W**2).sum() + l1_ratio * np.abs(W).sum()
     )
-    ours = objective(torch.tensor(W), torch.tensor(b), torch.tensor(X), yt, torch.tensor(sw),
-                     penalty_strengths(C, l1_ratio, S), normalizer=S)
+    ours = objective(
+        torch.tensor(W),
+        torch.tensor(b),
+        torch.tensor(X),
+        yt,
+        torch.tensor(sw),
+        penalty_strengths(C, l1_ratio, S),
+        normalizer=S,
+    )
     assert float(ours) * C * S == pytest.approx(sklearn_objective, rel=1e-12)
 
 

@@ -17,8 +17,10 @@ def test_momentum_step_is_torch_optim_sgd(nesterov, momentum):
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(50, 4, generator=gen, dtype=torch.float64)
     y = (torch.rand(50, generator=gen) > 0.5).double()
-    ours = [torch.zeros(1, 4, dtype=torch.float64, requires_grad=True),
-            torch.zeros(1, dtype=torch.float64, requires_grad=True)]
+    ours = [
+        torch.zeros(1, 4, dtype=torch.float64, requires_grad=True),
+        torch.zeros(1, dtype=torch.float64, requires_grad=True),
+    ]
     ref = [p.detach().clone().requires_grad_(True) for p in ours]
     opt = torch.optim.SGD(ref, lr=0.3, momentum=momentum, nesterov=nesterov)
     state = SolverState(lr=0.3, momentum=momentum, nesterov=nesterov, adaptive=False)
@@ -42,8 +44,10 @@ def _problem(n=200, d=6, seed=0):
 
 
 def _params(d=6):
-    return [torch.zeros(1, d, dtype=torch.float64, requires_grad=True),
-            torch.zeros(1, dtype=torch.float64, requires_grad=True)]
+    return [
+        torch.zeros(1, d, dtype=torch.float64, requires_grad=True),
+        torch.zeros(1, dtype=torch.float64, requires_grad=True),
+    ]
 
 
 def test_proximal_step_gives_exact_zeros():
@@ -51,8 +55,17 @@ def test_proximal_step_gives_exact_zeros():
     params = _params()
     penalty = penalty_strengths(0.1, 1.0, data.weight_sum)
     state = SolverState(lr=0.5, momentum=0.5, nesterov=False, adaptive=False)
-    result = solve(params, data, penalty, state, fit_intercept=True, max_iter=2000, tol=1e-8,
-                   batch_size=None, generator=torch.Generator())
+    result = solve(
+        params,
+        data,
+        penalty,
+        state,
+        fit_intercept=True,
+        max_iter=2000,
+        tol=1e-8,
+        batch_size=None,
+        generator=torch.Generator(),
+    )
     assert result.converged
     coef = params[0].detach()[0]
     assert coef[0] != 0  # the informative feature survives
@@ -63,17 +76,33 @@ def test_divergence_is_detected_with_a_fixed_lr():
     data = _problem()
     state = SolverState(lr=1e4, momentum=0.9, nesterov=False, adaptive=False)
     with pytest.raises(DivergenceError, match="lr=1e\\+04"):
-        solve(_params(), data, penalty_strengths(1.0, 0.0, data.weight_sum), state,
-              fit_intercept=True, max_iter=1000, tol=1e-6, batch_size=None,
-              generator=torch.Generator())
+        solve(
+            _params(),
+            data,
+            penalty_strengths(1.0, 0.0, data.weight_sum),
+            state,
+            fit_intercept=True,
+            max_iter=1000,
+            tol=1e-6,
+            batch_size=None,
+            generator=torch.Generator(),
+        )
 
 
 def test_adaptive_mode_recovers_from_a_far_too_long_step():
     data = _problem()
     state = SolverState(lr=1e4, momentum=0.9, nesterov=False, adaptive=True)
-    result = solve(_params(), data, penalty_strengths(1.0, 0.0, data.weight_sum), state,
-                   fit_intercept=True, max_iter=1000, tol=1e-6, batch_size=None,
-                   generator=torch.Generator())
+    result = solve(
+        _params(),
+        data,
+        penalty_strengths(1.0, 0.0, data.weight_sum),
+        state,
+        fit_intercept=True,
+        max_iter=1000,
+        tol=1e-6,
+        batch_size=None,
+        generator=torch.Generator(),
+    )
     assert result.converged
     assert state.lr < 1e4
 
@@ -81,9 +110,18 @@ def test_adaptive_mode_recovers_from_a_far_too_long_step():
 def test_gradient_history_is_recorded():
     data = _problem()
     state = SolverState(lr=1.0, momentum=0.5, nesterov=False, adaptive=False)
-    result = solve(_params(), data, penalty_strengths(1.0, 0.0, data.weight_sum), state,
-                   fit_intercept=True, max_iter=50, tol=1e-6, batch_size=None,
-                   generator=torch.Generator(), track_gradients=True)
+    result = solve(
+        _params(),
+        data,
+        penalty_strengths(1.0, 0.0, data.weight_sum),
+        state,
+        fit_intercept=True,
+        max_iter=50,
+        tol=1e-6,
+        batch_size=None,
+        generator=torch.Generator(),
+        track_gradients=True,
+    )
     h = result.history
     assert set(h) == {"objective", "grad_norm", "update_norm", "distance_from_init"}
     assert all(len(v) == result.n_iter for v in h.values())
