@@ -425,6 +425,26 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
                 stacklevel=3,
             )
 
+    def _training_problem(self, X, y, sample_weight=None, *, dtype=torch.float64, device=None):
+        """``(data, penalty)`` of a fitted estimator's objective on ``(X, y)``.
+
+        The same validation, label encoding, class weights and penalty scaling
+        as ``fit``; :mod:`sktorch_lr.inspection` evaluates the objective on it.
+        """
+        check_is_fitted(self)
+        X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=False)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y contains labels {unknown!r} not in classes_ {self.classes_!r}.")
+        y_enc = np.searchsorted(self.classes_, y)
+        weights = _effective_weights(self.class_weight, self.classes_, y_enc, y, sample_weight)
+        if device is None:
+            device = self.module_.linear.weight.device
+        data = TrainingData(
+            X, y_enc, weights, binary=len(self.classes_) == 2, device=device, dtype=dtype
+        )
+        return data, penalty_strengths(self.C, self.l1_ratio, data.weight_sum)
+
     def _resolved_batch_size(self, n_samples):
         if self.batch_size == "auto":
             return None if n_samples <= AUTO_FULL_BATCH_MAX else AUTO_BATCH_SIZE

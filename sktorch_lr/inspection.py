@@ -1,0 +1,397 @@
+"""Look inside a fitted :class:`~sktorch_lr.TorchLogisticRegression` with autograd.
+
+Every quantity comes twice: from autograd on the package's one objective
+(:func:`sktorch_lr._objective.objective`, the function training minimises) and
+from its closed form, so what a user sees can be trusted. All computations are
+in float64 on the CPU; nothing here changes the estimator, and no ``.grad`` is
+left behind from one call to the next (gradients are taken with
+:func:`torch.autograd.grad` and :mod:`torch.func`, which return them instead
+of accumulating them).
+
+Parameters are ordered as ``coef_.ravel()`` then ``intercept_`` (when the model
+has one), the order of :meth:`GradientInspector.per_sample_gradients` columns
+and of the Hessian's rows.
+"""
+
+import math
+
+import numpy as np
+import torch
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_is_fitted
+
+from ._curvature import (
+    NULL_EIGENVALUE,
+    autograd_hessian,
+    extreme_eigenvalues,
+    heavy_ball_rule,
+    robust_heavy_ball_rule,
+    smooth_objective_of_theta,
+    split_theta,
+)
+from ._objective import linear_logits, objective, per_sample_loss
+
+__all__ = ["GradientInspector"]
+
+# Sample counted as saturated when the naive float32 Sigmoid + BCELoss gradient
+# with respect to its logit is off by more than this fraction of the true one.
+SATURATION_RELATIVE_ERROR = 0.01
+
+
+class GradientInspector:
+    """Gradients, per-sample gradients, Hessian and step sizes of a fitted model.
+
+    Parameters
+    ----------
+    estimator : TorchLogisticRegression
+        A fitted estimator. It is read, never changed.
+    X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
+        Data on which the objective is evaluated (sparse input is densified).
+    y : array-like of shape (n_samples,)
+        Labels among ``estimator.classes_``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Multiplied by the estimator's ``class_weight``, as in ``fit``.
+    coef : array-like of shape like ``coef_``, default=None
+        Evaluate at these coefficients instead of the fitted ones.
+    intercept : array-like of shape like ``intercept_``, default=None
+        Evaluate at this intercept instead of the fitted one.
+
+    Notes
+    -----
+    With ``z_i = W x_i + b``, ``p_i = sigmoid(z_i)`` (or ``softmax``), weights
+    ``s_i`` summing to ``S``, and penalty strengths ``a = (1 - l1_ratio) / (C S)``,
+    ``c = l1_ratio / (C S)``, the closed forms checked here are
+
+    - gradient: ``dJ/dW = sum_i s_i (p_i - y_i) x_i^T / S + a W + c sign(W)``,
+      ``dJ/db = sum_i s_i (p_i - y_i) / S``;
+    - per-sample gradient of ``loss_i``: ``(p_i - y_i) [x_i, 1]``;
+    - Hessian: ``sum_i s_i (diag(p_i) - p_i p_i^T) (x) [x_i, 1][x_i, 1]^T / S``
+      plus ``a`` on the coefficients' diagonal (the L1 part has no curvature
+      away from zero), with ``p_i (1 - p_i)`` for the binary model.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sktorch_lr import TorchLogisticRegression
+    >>> from sktorch_lr.inspection import GradientInspector
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = TorchLogisticRegression().fit(X, y)
+    >>> inspector = GradientInspector(clf, X, y)
+    >>> report = inspector.gradient()
+    >>> report["max_abs_error"] < 1e-12
+    True
+    >>> inspector.per_sample_gradients().shape
+    (150, 15)
+    """
+
+    def __init__(self, estimator, X, y, sample_weight=None, *, coef=None, intercept=None):
+        check_is_fitted(estimator)
+        self.estimator = estimator
+        data, penalty = estimator._training_problem(
+            X, y, sample_weight, dtype=torch.float64, device=torch.device("cpu")
+        )
+        X_t, y_t, sw_t = data.full()
+        if X_t.layout == torch.sparse_coo:
+            X_t = X_t.to_dense()
+        self._X, self._y, self._sw = X_t, y_t, sw_t
+        self._S = data.weight_sum
+        self._penalty = penalty
+        self._fit_intercept = bool(estimator.fit_intercept)
+        self._n_outputs = estimator.coef_.shape[0]
+        self._n_features = estimator.coef_.shape[1]
+        coef = estimator.coef_ if coef is None else np.asarray(coef, dtype=np.float64)
+        if coef.shape != estimator.coef_.shape:
+            raise ValueError(f"coef must have shape {estimator.coef_.shape}, got {coef.shape}.")
+        parts = [torch.as_tensor(coef, dtype=torch.float64).reshape(-1)]
+        if self._fit_intercept:
+            intercept = (
+                estimator.intercept_ if intercept is None else np.asarray(intercept, np.float64)
+            )
+            if intercept.shape != estimator.intercept_.shape:
+                raise ValueError(
+                    f"intercept must have shape {estimator.intercept_.shape}, "
+                    f"got {intercept.shape}."
+                )
+            parts.append(torch.as_tensor(intercept, dtype=torch.float64).reshape(-1))
+        self._theta = torch.cat(parts).detach()
+
+    # ----------------------------------------------------------- helpers
+
+    @property
+    def n_params(self):
+        return self._theta.numel()
+
+    def _split(self, theta):
+        return split_theta(theta, self._n_outputs, self._n_features, self._fit_intercept)
+
+    def _objective(self, theta, include_l1=True):
+        coef, intercept = self._split(theta)
+        return objective(
+            coef,
+            intercept,
+            self._X,
+            self._y,
+            self._sw,
+            self._penalty,
+            normalizer=self._S,
+            include_l1=include_l1,
+        )
+
+    def _smooth(self):
+        return smooth_objective_of_theta(
+            self._X, self._y, self._sw, self._penalty, self._S, self._n_outputs, self._fit_intercept
+        )
+
+    def _as_report(self, theta_vector):
+        coef, intercept = self._split(theta_vector.detach())
+        return {
+            "coef": coef.numpy().copy(),
+            "intercept": None if intercept is None else intercept.numpy().copy(),
+        }
+
+    def _probabilities_and_residuals(self):
+        """``P`` (n, K) and ``R = P - Y`` (n, K) at the inspected parameters."""
+        coef, intercept = self._split(self._theta)
+        z = linear_logits(self._X, coef, intercept)
+        if self._n_outputs == 1:
+            p = torch.sigmoid(z)
+            r = p - self._y[:, None]
+        else:
+            p = torch.softmax(z, dim=1)
+            r = p - torch.nn.functional.one_hot(self._y, self._n_outputs).to(p.dtype)
+        return p, r
+
+    def _augmented(self):
+        if not self._fit_intercept:
+            return self._X
+        return torch.cat([self._X, torch.ones(len(self._X), 1, dtype=self._X.dtype)], dim=1)
+
+    def _weights(self):
+        n = len(self._X)
+        sw = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
+        return sw / self._S
+
+    def _flatten_blocks(self, coef_block, intercept_block):
+        parts = [coef_block.reshape(-1)]
+        if self._fit_intercept:
+            parts.append(intercept_block.reshape(-1))
+        return torch.cat(parts)
+
+    # ---------------------------------------------------------- gradient
+
+    def gradient(self):
+        """The objective's gradient by autograd and by its closed form.
+
+        The L1 part contributes ``l1 * sign(W)`` (zero where ``W`` is zero),
+        as autograd differentiates ``|W|``.
+
+        Returns
+        -------
+        report : Bunch
+            ``autograd`` and ``analytic``, each ``{"coef": array shaped like
+            coef_, "intercept": array shaped like intercept_ or None}``, and
+            ``max_abs_error`` between them.
+        """
+        theta = self._theta.clone().requires_grad_(True)
+        (g_auto,) = torch.autograd.grad(self._objective(theta), theta)
+        _, r = self._probabilities_and_residuals()
+        w = self._weights()[:, None]
+        coef, _ = self._split(self._theta)
+        g_coef = (w * r).T @ self._X + self._penalty.l2 * coef + self._penalty.l1 * coef.sign()
+        g_int = (w * r).sum(0)
+        g_closed = self._flatten_blocks(g_coef, g_int)
+        return Bunch(
+            autograd=self._as_report(g_auto),
+            analytic=self._as_report(g_closed),
+            max_abs_error=float((g_auto - g_closed).abs().max()),
+        )
+
+    def per_sample_gradients(self, method="autograd"):
+        """Gradient of each sample's own loss (no weight, no penalty).
+
+        Parameters
+        ----------
+        method : {"autograd", "analytic"}, default="autograd"
+            ``"autograd"`` uses ``torch.func.vmap(torch.func.grad(...))`` over
+            the samples; ``"analytic"`` the closed form ``(p_i - y_i) [x_i, 1]``.
+
+        Returns
+        -------
+        grads : ndarray of shape (n_samples, n_params)
+            Columns ordered as ``coef_.ravel()`` then ``intercept_``.
+        """
+        if method == "analytic":
+            _, r = self._probabilities_and_residuals()
+            coef_part = (r[:, :, None] * self._X[:, None, :]).reshape(len(self._X), -1)
+            parts = [coef_part] + ([r] if self._fit_intercept else [])
+            return torch.cat(parts, dim=1).numpy()
+        if method != "autograd":
+            raise ValueError(f"method must be 'autograd' or 'analytic', got {method!r}.")
+        from torch.func import grad, vmap
+
+        def loss_one(theta, x, y):
+            coef, intercept = self._split(theta)
+            return per_sample_loss(linear_logits(x[None, :], coef, intercept), y[None])[0]
+
+        grads = vmap(grad(loss_one), in_dims=(None, 0, 0))(self._theta, self._X, self._y)
+        return grads.detach().numpy()
+
+    # ----------------------------------------------------------- Hessian
+
+    def hessian(self):
+        """The Hessian of the objective by autograd and by its closed form.
+
+        Returns
+        -------
+        report : Bunch
+            ``autograd`` and ``analytic`` (n_params x n_params ndarrays),
+            ``max_abs_error``, ``eigenvalues`` (ascending, of the autograd
+            Hessian), ``condition_number`` (largest over smallest eigenvalue;
+            ``inf`` when the smallest is not positive, as along the softmax's
+            shared shift of a multinomial intercept) and
+            ``effective_condition_number`` (largest over the smallest
+            eigenvalue that is not numerically zero: the one that limits
+            training, since the gradient has no component along exact zeros).
+        """
+        H_auto = autograd_hessian(self._smooth(), self._theta)
+        H_closed = self._closed_form_hessian()
+        eig = torch.linalg.eigvalsh(H_auto)
+        largest, smallest = float(eig[-1]), float(eig[0])
+        curved = eig[eig > NULL_EIGENVALUE * largest]
+        return Bunch(
+            autograd=H_auto.numpy(),
+            analytic=H_closed.numpy(),
+            max_abs_error=float((H_auto - H_closed).abs().max()),
+            eigenvalues=eig.numpy(),
+            condition_number=largest / smallest if smallest > 0 else math.inf,
+            effective_condition_number=largest / float(curved[0]),
+        )
+
+    def _closed_form_hessian(self):
+        p, _ = self._probabilities_and_residuals()
+        K = self._n_outputs
+        if K == 1:
+            A = (p * (1 - p))[:, :, None]  # (n, 1, 1)
+        else:
+            A = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (n, K, K)
+        Xa = self._augmented()
+        m = Xa.shape[1]
+        w = self._weights()
+        # H[(k, j), (l, m)] = sum_i w_i A_i[k, l] Xa_ij Xa_im, in (class, feature) layout.
+        H = torch.einsum("i,ikl,ij,im->kjlm", w, A, Xa, Xa).reshape(K * m, K * m)
+        # Reorder from (class, augmented feature) to coef_.ravel() then intercept_.
+        idx = torch.arange(K * m).reshape(K, m)
+        order = idx[:, : self._n_features].reshape(-1)
+        if self._fit_intercept:
+            order = torch.cat([order, idx[:, self._n_features]])
+        H = H[order][:, order]
+        n_coef = K * self._n_features
+        H[:n_coef, :n_coef] += self._penalty.l2 * torch.eye(n_coef, dtype=H.dtype)
+        return H
+
+    # ----------------------------------------------------- step sizes
+
+    def recommend_hyperparameters(self):
+        """Heavy-ball step size and momentum for the curvature measured here.
+
+        With ``L`` and ``mu`` the largest and smallest (non-null) Hessian
+        eigenvalues and ``kappa = L / mu``: ``lr = 4 / (sqrt(L) + sqrt(mu))**2``
+        and ``momentum = ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))**2`` (Polyak).
+        The eigenvalues come from :func:`sktorch_lr._curvature.extreme_eigenvalues`,
+        the same code ``lr="auto"`` uses.
+
+        Returns
+        -------
+        recommendation : Bunch
+            ``lr``, ``momentum``, ``rate`` (predicted error contraction per
+            full-batch step), ``epochs_per_decade`` (steps per tenfold error
+            reduction), ``L``, ``mu``, ``condition_number``, ``auto`` (the
+            more conservative ``lr`` / ``momentum`` that ``lr="auto"`` uses from
+            the same curvature) and ``caveats``.
+        """
+        curvature = extreme_eigenvalues(self._smooth(), self._theta)
+        rule = heavy_ball_rule(curvature.L, curvature.mu)
+        auto = robust_heavy_ball_rule(curvature.L, curvature.mu)
+        rate = rule.rate
+        return Bunch(
+            lr=rule.lr,
+            momentum=rule.momentum,
+            rate=rate,
+            epochs_per_decade=math.log(10) / -math.log(rate) if 0 < rate < 1 else math.inf,
+            L=rule.L,
+            mu=rule.mu,
+            condition_number=rule.condition_number,
+            auto=Bunch(lr=auto.lr, momentum=auto.momentum, rate=auto.rate),
+            caveats=(
+                "Local theory: the rates hold for a quadratic with this Hessian, i.e. near "
+                "the point where it was measured; the logistic loss's curvature shrinks as the "
+                "fit sharpens, so values measured at the start are conservative near the "
+                "optimum and values measured at the optimum may be too long at the start. "
+                "Full-batch theory: mini-batch noise needs smaller steps. Polyak's values sit "
+                "on the edge of stability on non-quadratic losses; lr='auto' uses lr = 1/L with "
+                "momentum (sqrt(kappa)-1)/(sqrt(kappa)+1), restarts and re-measurement instead."
+            ),
+        )
+
+    # ------------------------------------------------------------ checks
+
+    def check(self, max_rows=64):
+        """Finite-difference checks and the saturation count.
+
+        ``torch.autograd.gradcheck`` and ``gradgradcheck`` run in float64 on the
+        smooth objective (the L1 part is applied by a proximal step, not by its
+        gradient) over at most ``max_rows`` evenly spaced rows; the closed-form
+        comparisons use all rows.
+
+        Returns
+        -------
+        report : Bunch
+            ``gradcheck``, ``gradgradcheck`` (bool), ``gradient_max_abs_error``,
+            ``per_sample_max_abs_error``, ``hessian_max_abs_error``,
+            ``n_saturated`` and ``saturated_fraction``: samples whose logit is so
+            large that ``Sigmoid`` followed by ``BCELoss`` (softmax, log and NLL
+            for several classes) in float32 would get the gradient with respect
+            to the logit more than 1% wrong -- or lose it -- while the
+            logits form training uses keeps it; ``max_abs_logit``.
+        """
+        n = len(self._X)
+        rows = torch.linspace(0, n - 1, min(n, max_rows)).round().long().unique()
+        X, y = self._X[rows], self._y[rows]
+        sw = None if self._sw is None else self._sw[rows]
+        normalizer = float(len(rows)) if sw is None else float(sw.sum())
+        f = smooth_objective_of_theta(
+            X, y, sw, self._penalty, normalizer, self._n_outputs, self._fit_intercept
+        )
+        theta = self._theta.clone().requires_grad_(True)
+        ok_grad = torch.autograd.gradcheck(f, (theta,), raise_exception=False)
+        ok_gradgrad = torch.autograd.gradgradcheck(f, (theta,), raise_exception=False)
+        per_sample = np.abs(
+            self.per_sample_gradients("autograd") - self.per_sample_gradients("analytic")
+        ).max()
+        n_sat, max_logit = self._saturation()
+        return Bunch(
+            gradcheck=bool(ok_grad),
+            gradgradcheck=bool(ok_gradgrad),
+            gradient_max_abs_error=self.gradient()["max_abs_error"],
+            per_sample_max_abs_error=float(per_sample),
+            hessian_max_abs_error=self.hessian()["max_abs_error"],
+            n_saturated=n_sat,
+            saturated_fraction=n_sat / n,
+            max_abs_logit=max_logit,
+        )
+
+    def _saturation(self):
+        coef, intercept = self._split(self._theta)
+        z = linear_logits(self._X, coef, intercept)
+        exact = self._probabilities_and_residuals()[1]  # d loss_i / d z_i
+        z32 = z.float().detach().requires_grad_(True)
+        if self._n_outputs == 1:
+            naive = torch.nn.BCELoss(reduction="sum")(torch.sigmoid(z32[:, 0]), self._y.float())
+        else:
+            log_p = torch.log(torch.softmax(z32, dim=1))
+            naive = torch.nn.NLLLoss(reduction="sum")(log_p, self._y)
+        (g32,) = torch.autograd.grad(naive, z32)
+        err = (g32.double() - exact).abs().amax(dim=1)
+        scale = exact.abs().amax(dim=1)
+        saturated = ~(err <= SATURATION_RELATIVE_ERROR * scale)  # NaN counts as lost
+        return int(saturated.sum()), float(z.abs().max())
