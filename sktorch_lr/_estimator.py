@@ -107,7 +107,9 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (CUDA,
         then MPS, then CPU). Unavailable devices raise ``ValueError``.
     verbose : int, default=0
-        Print the objective and the gradient's size after every epoch.
+        Print the objective, the gradient's largest entry, ``lr`` and the
+        momentum: every 20 epochs (the lesson's period) for ``verbose=1``,
+        every epoch for ``verbose>=2``.
     track_gradients : bool, default=False
         Record ``gradient_history_`` (objective, gradient norm, update size
         and distance from the start, per epoch). Costs nothing when off.
@@ -133,7 +135,12 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
     momentum_ : float
         The momentum used.
     gradient_history_ : dict of ndarray
-        Only with ``track_gradients=True``; one entry per epoch.
+        Only with ``track_gradients=True``, one row per epoch (``n_iter_``
+        rows): ``objective``, ``grad_norm`` (gradient of the smooth part at the
+        epoch's end), ``update_norm`` (how far the parameters moved in the
+        epoch), ``distance_from_init``, and the parameters ``coef`` (shape
+        ``(n_iter_, *coef_.shape)``) and ``intercept``: the snapshots that
+        :func:`sktorch_lr.plotting.plot_training_snapshots` draws.
 
     See Also
     --------
@@ -415,7 +422,10 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
             self.n_iter_ = result.n_iter
             self.loss_curve_ = result.loss_curve
         if result.history is not None:
-            self.gradient_history_ = {k: np.asarray(v) for k, v in result.history.items()}
+            history = {k: np.asarray(v) for k, v in result.history.items() if len(v)}
+            if not self.fit_intercept:
+                history["intercept"] = np.zeros((result.n_iter, n_outputs))
+            self.gradient_history_ = history
         if not partial and not result.converged and self.tol > 0:
             warnings.warn(
                 f"TorchLogisticRegression did not converge in max_iter={self.max_iter} epochs: "

@@ -108,12 +108,24 @@ def _max_abs_gradient(params, penalty):
 
 
 class _History:
-    """Per-epoch gradient diagnostics for ``track_gradients=True``."""
+    """Per-epoch diagnostics for ``track_gradients=True``.
+
+    The objective, the gradient's norm (of the smooth part, at the epoch's end),
+    the norm of the epoch's parameter change, the distance from the starting
+    parameters, and the parameters themselves (the training's snapshots).
+    """
 
     def __init__(self, params):
         self.start = [p.detach().clone() for p in params]
         self.before = None
-        self.rows = {"objective": [], "grad_norm": [], "update_norm": [], "distance_from_init": []}
+        self.rows = {
+            "objective": [],
+            "grad_norm": [],
+            "update_norm": [],
+            "distance_from_init": [],
+            "coef": [],
+            "intercept": [],
+        }
 
     def epoch_start(self, params):
         self.before = [p.detach().clone() for p in params]
@@ -131,6 +143,9 @@ class _History:
         self.rows["grad_norm"].append(math.sqrt(grad_sq))
         self.rows["update_norm"].append(math.sqrt(upd_sq))
         self.rows["distance_from_init"].append(math.sqrt(dist_sq))
+        self.rows["coef"].append(params[0].detach().cpu().double().numpy().copy())
+        if len(params) > 1:
+            self.rows["intercept"].append(params[1].detach().cpu().double().numpy().copy())
 
 
 def solve(
@@ -235,7 +250,7 @@ def solve(
         if history is not None:
             history.epoch_end(params, f)
         grad_max = float(_max_abs_gradient(params, penalty))
-        if verbose:
+        if verbose >= 2 or (verbose and (epoch == 1 or epoch % 20 == 0)):
             print(
                 f"Epoch {epoch}: objective {f:.8g}, max|grad| {grad_max:.3e}, "
                 f"lr {state.lr:.4g}, momentum {state.momentum:.4g}"

@@ -499,3 +499,20 @@ def test_auto_lr_on_badly_scaled_data_does_not_diverge():
         est = TorchLogisticRegression().fit(X, y)
     assert np.all(np.isfinite(est.coef_))
     assert est.score(X, y) > 0.8
+
+
+def test_track_gradients_records_one_row_per_epoch(lesson_data):
+    X, y = lesson_data
+    plain = TorchLogisticRegression().fit(X, y)
+    assert not hasattr(plain, "gradient_history_")
+    est = TorchLogisticRegression(track_gradients=True).fit(X, y)
+    h = est.gradient_history_
+    for key in ("objective", "grad_norm", "update_norm", "distance_from_init"):
+        assert h[key].shape == (est.n_iter_,)
+    np.testing.assert_array_equal(h["objective"], est.loss_curve_)
+    assert h["coef"].shape == (est.n_iter_, 1, 2) and h["intercept"].shape == (est.n_iter_, 1)
+    np.testing.assert_allclose(h["coef"][-1], est.coef_)
+    assert h["distance_from_init"][-1] == pytest.approx(
+        np.sqrt((est.coef_**2).sum() + (est.intercept_**2).sum()), rel=1e-5
+    )
+    np.testing.assert_array_equal(plain.coef_, est.coef_)  # free when off, same training

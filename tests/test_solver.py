@@ -123,7 +123,7 @@ def test_gradient_history_is_recorded():
         track_gradients=True,
     )
     h = result.history
-    assert set(h) == {"objective", "grad_norm", "update_norm", "distance_from_init"}
+    assert set(h) >= {"objective", "grad_norm", "update_norm", "distance_from_init", "coef"}
     assert all(len(v) == result.n_iter for v in h.values())
     assert h["objective"] == result.loss_curve
     assert h["grad_norm"][-1] < h["grad_norm"][0]
