@@ -122,7 +122,7 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Zeros when ``fit_intercept=False``.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when ``X`` had string column names.
     n_iter_ : int
         Epochs run by the last ``fit`` (summed over ``partial_fit`` calls).
