@@ -13,12 +13,13 @@ from typing import NamedTuple
 
 import torch
 
-from ._objective import objective
+from ._objective import data_term, linear_logits, objective
 
 # Largest parameter count whose Hessian is built densely (P Hessian-vector
-# products); above it the largest eigenvalue comes from power iteration.
-DENSE_HESSIAN_MAX_PARAMS = 1024
-LOOPED_HESSIAN_MAX_PARAMS = 128
+# products) for lr="auto"; above it the largest eigenvalue comes from power
+# iteration, whose ~20 products cost less than the training steps they tune.
+DENSE_HESSIAN_MAX_PARAMS = 256
+LOOPED_HESSIAN_MAX_PARAMS = 8
 # Eigenvalues below this fraction of the largest are treated as exact zeros.
 NULL_EIGENVALUE = 1e-10
 # Largest condition number the step-size rules trust: a flat direction (C=inf
@@ -64,23 +65,82 @@ def hessian_vector_product(f, theta, v):
 
 
 def autograd_hessian(f, theta):
-    """The dense Hessian of ``f`` at ``theta``, one row per Hessian-vector product.
+    """The dense Hessian of ``f`` at ``theta``: the Jacobian of its autograd gradient.
 
-    Up to :data:`LOOPED_HESSIAN_MAX_PARAMS` parameters the rows are taken one
-    by one from a single ``create_graph`` gradient; above, they are batched with
-    ``vmap`` (``vectorize=True``), whose first use in a process costs ~0.3 s of
-    imports that small problems should not pay.
+    One ``create_graph`` gradient, then its Jacobian: row by row for up to
+    :data:`LOOPED_HESSIAN_MAX_PARAMS` parameters, else in one batched backward
+    (``is_grads_batched=True``, which runs on ``vmap``; its first use in a
+    process costs ~0.3 s of imports that the smallest problems do not pay).
     """
-    theta = theta.detach()
-    if theta.numel() > LOOPED_HESSIAN_MAX_PARAMS:
-        return torch.autograd.functional.hessian(f, theta, vectorize=True)
-    theta = theta.clone().requires_grad_(True)
+    theta = theta.detach().clone().requires_grad_(True)
     (g,) = torch.autograd.grad(f(theta), theta, create_graph=True)
+    n = theta.numel()
+    if n > LOOPED_HESSIAN_MAX_PARAMS:
+        eye = torch.eye(n, dtype=theta.dtype, device=theta.device)
+        (H,) = torch.autograd.grad(g, theta, eye, is_grads_batched=True)
+        return H
     rows = []
-    for j in range(theta.numel()):
+    for j in range(n):
         (row,) = torch.autograd.grad(g[j], theta, retain_graph=True)
         rows.append(row)
     return torch.stack(rows)
+
+
+def logit_curvature(logits, y, sample_weight, normalizer):
+    """Per-sample Hessians of the data term with respect to the logits, by autograd.
+
+    Returns ``A`` of shape ``(n, K, K)`` (``K = 1`` for the binary model):
+    ``A_i = d^2 (s_i loss_i / normalizer) / dz_i^2``. Each sample's loss depends
+    on its own logits only, so one double backward per logit column gives all
+    of them: ``K`` backward passes, whatever the number of parameters.
+    """
+    z = logits.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(data_term(z, y, sample_weight, normalizer), z, create_graph=True)
+    K = z.shape[1]
+    rows = []
+    for k in range(K):
+        (row,) = torch.autograd.grad(g[:, k].sum(), z, retain_graph=k < K - 1)
+        rows.append(row)
+    return torch.stack(rows, dim=1)
+
+
+def linear_model_hessian(X, A, l2, fit_intercept):
+    """``sum_i A_i (x) [x_i, 1][x_i, 1]^T`` plus ``l2`` on the coefficients.
+
+    The Hessian of a loss of ``z = X W^T + b`` through the linear layer, with
+    rows and columns in the order ``coef.ravel()`` then ``intercept``.
+    """
+    n, d = X.shape
+    K = A.shape[1]
+    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1) if fit_intercept else X
+    m = Xa.shape[1]
+    if K == 1:
+        H = Xa.T @ (A[:, 0, 0, None] * Xa)
+    else:
+        H = torch.einsum("ikl,ij,im->kjlm", A, Xa, Xa).reshape(K * m, K * m)
+        idx = torch.arange(K * m, device=X.device).reshape(K, m)
+        order = idx[:, :d].reshape(-1)
+        if fit_intercept:
+            order = torch.cat([order, idx[:, d]])
+        H = H[order][:, order]
+    n_coef = K * d
+    H[:n_coef, :n_coef] += l2 * torch.eye(n_coef, dtype=H.dtype, device=H.device)
+    return H
+
+
+def model_hessian(X, y, sample_weight, penalty, normalizer, coef, intercept):
+    """The Hessian of the smooth objective at ``(coef, intercept)`` for ``lr="auto"``.
+
+    The loss's curvature with respect to the logits comes from autograd
+    (:func:`logit_curvature`), the chain through ``nn.Linear`` from
+    :func:`linear_model_hessian`: ``K`` backward passes and one matrix product
+    instead of one Hessian-vector product per parameter. Tests check it
+    against :func:`autograd_hessian`.
+    """
+    with torch.no_grad():
+        logits = linear_logits(X, coef, intercept)
+    A = logit_curvature(logits, y, sample_weight, normalizer)
+    return linear_model_hessian(X, A, penalty.l2, intercept is not None)
 
 
 class Curvature(NamedTuple):
@@ -91,10 +151,25 @@ class Curvature(NamedTuple):
     exact: bool  # True when both come from the dense Hessian's spectrum
 
 
+def spectrum_extremes(H, mu_floor=0.0):
+    """:class:`Curvature` from a dense Hessian's eigenvalues (``torch.linalg.eigvalsh``).
+
+    Directions of (numerically) zero curvature -- the softmax's shared shift,
+    features that are linear combinations of others -- carry no gradient, so
+    they do not limit the convergence: ``mu`` is the smallest eigenvalue above
+    ``NULL_EIGENVALUE * L``.
+    """
+    eig = torch.linalg.eigvalsh(H)
+    L = float(eig[-1])
+    curved = eig[eig > NULL_EIGENVALUE * L]
+    mu = float(curved[0]) if curved.numel() else L
+    return Curvature(L, max(mu, mu_floor), True)
+
+
 def extreme_eigenvalues(f, theta, mu_floor=0.0, power_iterations=50):
     """Largest and smallest Hessian eigenvalues of ``f`` at ``theta``.
 
-    Up to :data:`LOOPED_HESSIAN_MAX_PARAMS` parameters the Hessian is built
+    Up to :data:`DENSE_HESSIAN_MAX_PARAMS` parameters the Hessian is built
     with autograd and its spectrum taken with ``torch.linalg.eigvalsh``
     (float64). Above that (where ``P`` products cost more than the training
     steps they tune), ``L`` comes from power iteration on Hessian-vector
@@ -102,15 +177,8 @@ def extreme_eigenvalues(f, theta, mu_floor=0.0, power_iterations=50):
     resulting high momentum is kept in check by the solver's restarts.
     """
     theta = theta.detach().to(torch.float64)
-    if theta.numel() <= LOOPED_HESSIAN_MAX_PARAMS:
-        eig = torch.linalg.eigvalsh(autograd_hessian(f, theta))
-        L = float(eig[-1])
-        # Directions of (numerically) zero curvature -- the softmax's shared
-        # shift, features that are linear combinations of others -- carry no
-        # gradient, so they do not limit the convergence: skip them.
-        curved = eig[eig > NULL_EIGENVALUE * L]
-        mu = float(curved[0]) if curved.numel() else L
-        return Curvature(L, max(mu, mu_floor), True)
+    if theta.numel() <= DENSE_HESSIAN_MAX_PARAMS:
+        return spectrum_extremes(autograd_hessian(f, theta), mu_floor)
     gen = torch.Generator(device=theta.device).manual_seed(0)
     v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
     v /= v.norm()

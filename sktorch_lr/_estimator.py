@@ -9,7 +9,6 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -26,9 +25,11 @@ from ._curvature import (
     extreme_eigenvalues,
     flatten_params,
     lr_for_momentum,
+    model_hessian,
     nesterov_rule,
     robust_heavy_ball_rule,
     smooth_objective_of_theta,
+    spectrum_extremes,
 )
 from ._data import TrainingData, as_tensor, is_tensor, resolve_device, torch_dtype
 from ._module import LogisticRegressionModule
@@ -251,22 +252,19 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         """
         _check_parameter_pairs(self)
         X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=True)
-        encoder = LabelEncoder().fit(y)
-        classes = encoder.classes_
+        classes, y_enc = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
                 "This solver needs samples of at least 2 classes in the data, but the data "
                 f"contains only one class: {classes[0]!r}."
             )
-        weights = _effective_weights(
-            self.class_weight, classes, encoder.transform(y), y, sample_weight
-        )
+        weights = _effective_weights(self.class_weight, classes, y_enc, y, sample_weight)
         previous = None
         if self.warm_start and _compatible(self, classes, X.shape[1]):
             previous = self.module_
         self._fit_epochs(
             X,
-            encoder.transform(y),
+            y_enc,
             classes,
             weights,
             previous_module=previous,
@@ -732,12 +730,17 @@ def measure_curvature(data, penalty, params, *, n_outputs, fit_intercept):
     normalizer = float(X.shape[0]) if sw is None else float(sw.sum())
     if normalizer <= 0:
         normalizer = 1.0
-    f = smooth_objective_of_theta(X, y, sw, penalty, normalizer, n_outputs, fit_intercept)
-    theta = flatten_params(params[0], params[1] if fit_intercept else None)
     # The L2 strength bounds the curvature from below only along the penalised
     # coefficients; the intercept's direction can be flatter.
     mu_floor = 0.0 if fit_intercept else penalty.l2
-    curvature = extreme_eigenvalues(f, theta, mu_floor=mu_floor)
+    coef = params[0].detach().to(torch.float64)
+    intercept = params[1].detach().to(torch.float64) if fit_intercept else None
+    if n_params <= DENSE_HESSIAN_MAX_PARAMS:
+        H = model_hessian(X, y, sw, penalty, normalizer, coef, intercept)
+        curvature = spectrum_extremes(H, mu_floor)
+    else:
+        f = smooth_objective_of_theta(X, y, sw, penalty, normalizer, n_outputs, fit_intercept)
+        curvature = extreme_eigenvalues(f, flatten_params(coef, intercept), mu_floor=mu_floor)
     L = max(curvature.L, 1e-12)
     return curvature._replace(L=L)
 

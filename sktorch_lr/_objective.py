@@ -74,19 +74,23 @@ def per_sample_loss(logits, y):
 
 def data_term(logits, y, sample_weight, normalizer):
     """``sum_i s_i * loss_i / normalizer`` (``sample_weight=None`` means all ones)."""
-    losses = per_sample_loss(logits, y)
-    if sample_weight is not None:
-        losses = losses * sample_weight
-    return losses.sum() / normalizer
+    if sample_weight is None:
+        if logits.shape[1] == 1:
+            total = F.binary_cross_entropy_with_logits(logits[:, 0], y, reduction="sum")
+        else:
+            total = F.cross_entropy(logits, y, reduction="sum")
+        return total / normalizer
+    return (per_sample_loss(logits, y) * sample_weight).sum() / normalizer
 
 
 def penalty_term(coef, penalty, include_l1=True):
-    """``l2 / 2 * ||W||^2 + l1 * ||W||_1`` (the L1 part only if ``include_l1``)."""
-    value = coef.new_zeros(())
+    """``l2 / 2 * ||W||^2 + l1 * ||W||_1`` (the L1 part only if ``include_l1``), or None."""
+    value = None
     if penalty.l2:
-        value = value + 0.5 * penalty.l2 * (coef * coef).sum()
+        value = (0.5 * penalty.l2) * coef.pow(2).sum()
     if include_l1 and penalty.l1:
-        value = value + penalty.l1 * coef.abs().sum()
+        l1 = penalty.l1 * coef.abs().sum()
+        value = l1 if value is None else value + l1
     return value
 
 
@@ -113,8 +117,9 @@ def objective(coef, intercept, X, y, sample_weight, penalty, *, normalizer, incl
         ``False`` gives the smooth part that autograd differentiates; the
         solver applies the L1 part with a proximal step.
     """
-    logits = linear_logits(X, coef, intercept)
-    return data_term(logits, y, sample_weight, normalizer) + penalty_term(coef, penalty, include_l1)
+    value = data_term(linear_logits(X, coef, intercept), y, sample_weight, normalizer)
+    pen = penalty_term(coef, penalty, include_l1)
+    return value if pen is None else value + pen
 
 
 def soft_threshold_(coef, threshold):

@@ -22,6 +22,11 @@ import torch
 
 from ._objective import objective, optimality_gradient, penalty_term, soft_threshold_
 
+# lr="auto", full batch: the first epoch after which the curvature is measured
+# again (then every doubling), and the most the step may grow per measurement.
+FIRST_REMEASURE = 1
+MAX_LR_GROWTH = 4.0
+
 
 class DivergenceError(ValueError):
     """Training diverged: the objective became non-finite or exploded."""
@@ -94,9 +99,10 @@ def _evaluate(params, fit_intercept, X, y, sample_weight, penalty, normalizer):
         coef, intercept, X, y, sample_weight, penalty, normalizer=normalizer, include_l1=False
     )
     loss.backward()
+    if not penalty.l1:
+        return loss.detach()
     with torch.no_grad():
-        total = loss.detach() + penalty_term(coef, penalty._replace(l2=0.0))
-    return total
+        return loss.detach() + penalty_term(coef, penalty._replace(l2=0.0))
 
 
 def _max_abs_gradient(params, penalty):
@@ -186,8 +192,8 @@ def solve(
         The only source of randomness (the mini-batch order).
     remeasure : callable or None
         ``params -> (lr, momentum)``: the full-batch rule from the curvature at
-        ``params`` (``lr="auto"``). In full batch it is called after epochs 4,
-        8, 16, ... and when growing mini-batches reach the full batch. The
+        ``params`` (``lr="auto"``). In full batch it is called after epochs 1,
+        2, 4, 8, ... and when growing mini-batches reach the full batch. The
         curvature of a logistic loss shrinks as the fit sharpens (the lesson's
         largest eigenvalue falls 40-fold from start to optimum), so the step
         size and momentum follow it; the momentum buffer is rescaled so that
@@ -219,7 +225,7 @@ def solve(
     best_params = [p.detach().clone() for p in params] if state.adaptive else None
     # Rises smaller than this are rounding, not a sign of a too-long step.
     noise = 16 * torch.finfo(data.dtype).eps
-    next_remeasure = 4
+    next_remeasure = FIRST_REMEASURE
     epoch = 0
     for epoch in range(1, max_iter + 1):
         if history is not None:
@@ -335,7 +341,7 @@ def _retune(state, lr, momentum):
     measured at one point, and a step much longer than the one that worked
     so far can land where the loss is curved more sharply.
     """
-    lr = min(lr, 4.0 * state.lr)
+    lr = min(lr, MAX_LR_GROWTH * state.lr)
     with torch.no_grad():
         for buf in state.buffers:
             if buf is not None:

@@ -25,6 +25,7 @@ from ._curvature import (
     autograd_hessian,
     extreme_eigenvalues,
     heavy_ball_rule,
+    linear_model_hessian,
     robust_heavy_ball_rule,
     smooth_objective_of_theta,
     split_theta,
@@ -161,11 +162,6 @@ class GradientInspector:
             r = p - torch.nn.functional.one_hot(self._y, self._n_outputs).to(p.dtype)
         return p, r
 
-    def _augmented(self):
-        if not self._fit_intercept:
-            return self._X
-        return torch.cat([self._X, torch.ones(len(self._X), 1, dtype=self._X.dtype)], dim=1)
-
     def _weights(self):
         n = len(self._X)
         sw = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
@@ -269,25 +265,12 @@ class GradientInspector:
 
     def _closed_form_hessian(self):
         p, _ = self._probabilities_and_residuals()
-        K = self._n_outputs
-        if K == 1:
+        if self._n_outputs == 1:
             A = (p * (1 - p))[:, :, None]  # (n, 1, 1)
         else:
             A = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # (n, K, K)
-        Xa = self._augmented()
-        m = Xa.shape[1]
-        w = self._weights()
-        # H[(k, j), (l, m)] = sum_i w_i A_i[k, l] Xa_ij Xa_im, in (class, feature) layout.
-        H = torch.einsum("i,ikl,ij,im->kjlm", w, A, Xa, Xa).reshape(K * m, K * m)
-        # Reorder from (class, augmented feature) to coef_.ravel() then intercept_.
-        idx = torch.arange(K * m).reshape(K, m)
-        order = idx[:, : self._n_features].reshape(-1)
-        if self._fit_intercept:
-            order = torch.cat([order, idx[:, self._n_features]])
-        H = H[order][:, order]
-        n_coef = K * self._n_features
-        H[:n_coef, :n_coef] += self._penalty.l2 * torch.eye(n_coef, dtype=H.dtype)
-        return H
+        A = A * self._weights()[:, None, None]
+        return linear_model_hessian(self._X, A, self._penalty.l2, self._fit_intercept)
 
     # ----------------------------------------------------- step sizes
 

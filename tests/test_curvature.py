@@ -13,6 +13,7 @@ from sktorch_lr._curvature import (
     heavy_ball_radius,
     heavy_ball_rule,
     lr_for_momentum,
+    model_hessian,
     nesterov_rule,
     robust_heavy_ball_rule,
     smooth_objective_of_theta,
@@ -85,3 +86,24 @@ def test_other_rules():
 def test_condition_number_is_capped():
     rule = heavy_ball_rule(1.0, 0.0)
     assert math.isfinite(rule.condition_number) and rule.momentum < 1
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_model_hessian_equals_full_autograd_hessian(n_classes, fit_intercept):
+    rng = np.random.RandomState(0)
+    n, d = 60, 3
+    K = 1 if n_classes == 2 else n_classes
+    X = torch.tensor(rng.randn(n, d))
+    y = torch.tensor(rng.randint(n_classes, size=n))
+    y = y.double() if n_classes == 2 else y
+    sw = torch.tensor(rng.uniform(0.5, 2.0, n))
+    S = float(sw.sum())
+    pen = penalty_strengths(0.3, 0.0, S)
+    coef = torch.tensor(rng.randn(K, d))
+    intercept = torch.tensor(rng.randn(K)) if fit_intercept else None
+    f = smooth_objective_of_theta(X, y, sw, pen, S, K, fit_intercept)
+    theta = torch.cat([coef.reshape(-1)] + ([intercept] if fit_intercept else []))
+    full = autograd_hessian(f, theta)
+    fast = model_hessian(X, y, sw, pen, S, coef, intercept)
+    assert (full - fast).abs().max() < 1e-12
