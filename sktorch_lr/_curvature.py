@@ -22,6 +22,9 @@ DENSE_HESSIAN_MAX_PARAMS = 256
 LOOPED_HESSIAN_MAX_PARAMS = 8
 # Eigenvalues below this fraction of the largest are treated as exact zeros.
 NULL_EIGENVALUE = 1e-10
+# Eigenvalues within this relative margin of the L2 strength are the penalty's
+# alone (directions the data leave flat).
+PENALTY_ONLY_MARGIN = 1e-3
 # Largest condition number the step-size rules trust: a flat direction (C=inf
 # and collinear features) would otherwise ask for momentum 1.
 MAX_CONDITION = 1e6
@@ -89,8 +92,9 @@ def autograd_hessian(f, theta):
 def logit_curvature(logits, y, sample_weight, normalizer):
     """Per-sample Hessians of the data term with respect to the logits, by autograd.
 
-    Returns ``A`` of shape ``(n, K, K)`` (``K = 1`` for the binary model):
-    ``A_i = d^2 (s_i loss_i / normalizer) / dz_i^2``. Each sample's loss depends
+    Returns ``A`` of shape ``(n, K, K)`` (``K = 1`` for the binary model),
+    ``A_i = d^2 (s_i loss_i / normalizer) / dz_i^2``, and the first
+    derivatives ``(n, K)``. Each sample's loss depends
     on its own logits only, so one double backward per logit column gives all
     of them: ``K`` backward passes, whatever the number of parameters.
     """
@@ -101,7 +105,7 @@ def logit_curvature(logits, y, sample_weight, normalizer):
     for k in range(K):
         (row,) = torch.autograd.grad(g[:, k].sum(), z, retain_graph=k < K - 1)
         rows.append(row)
-    return torch.stack(rows, dim=1)
+    return torch.stack(rows, dim=1), g.detach()
 
 
 def linear_model_hessian(X, A, l2, fit_intercept):
@@ -129,7 +133,7 @@ def linear_model_hessian(X, A, l2, fit_intercept):
 
 
 def model_hessian(X, y, sample_weight, penalty, normalizer, coef, intercept):
-    """The Hessian of the smooth objective at ``(coef, intercept)`` for ``lr="auto"``.
+    """The Hessian and gradient of the smooth objective at ``(coef, intercept)``.
 
     The loss's curvature with respect to the logits comes from autograd
     (:func:`logit_curvature`), the chain through ``nn.Linear`` from
@@ -139,8 +143,12 @@ def model_hessian(X, y, sample_weight, penalty, normalizer, coef, intercept):
     """
     with torch.no_grad():
         logits = linear_logits(X, coef, intercept)
-    A = logit_curvature(logits, y, sample_weight, normalizer)
-    return linear_model_hessian(X, A, penalty.l2, intercept is not None)
+    A, g_logits = logit_curvature(logits, y, sample_weight, normalizer)
+    H = linear_model_hessian(X, A, penalty.l2, intercept is not None)
+    grad = g_logits.T @ X + penalty.l2 * coef
+    if intercept is not None:
+        grad = torch.cat([grad.reshape(-1), g_logits.sum(0)])
+    return H, grad.reshape(-1)
 
 
 class Curvature(NamedTuple):
@@ -151,22 +159,26 @@ class Curvature(NamedTuple):
     exact: bool  # True when both come from the dense Hessian's spectrum
 
 
-def spectrum_extremes(H, mu_floor=0.0):
+def spectrum_extremes(H, mu_floor=0.0, l2=0.0):
     """:class:`Curvature` from a dense Hessian's eigenvalues (``torch.linalg.eigvalsh``).
 
-    Directions of (numerically) zero curvature -- the softmax's shared shift,
-    features that are linear combinations of others -- carry no gradient, so
-    they do not limit the convergence: ``mu`` is the smallest eigenvalue above
-    ``NULL_EIGENVALUE * L``.
+    ``mu`` skips the directions that cannot slow momentum SGD down because no
+    gradient ever points along them: those of (numerically) zero curvature --
+    the softmax's shared shift, features that are linear combinations of
+    others when there is no penalty -- below ``NULL_EIGENVALUE * L``, and those
+    whose curvature is the L2 penalty's ``l2`` alone (the same redundant
+    features with a penalty): the data's gradients lie in the span of its rows,
+    which these directions are orthogonal to.
     """
     eig = torch.linalg.eigvalsh(H)
     L = float(eig[-1])
-    curved = eig[eig > NULL_EIGENVALUE * L]
+    penalty_only = (eig - l2).abs() <= PENALTY_ONLY_MARGIN * l2
+    curved = eig[(eig > NULL_EIGENVALUE * L) & ~penalty_only]
     mu = float(curved[0]) if curved.numel() else L
     return Curvature(L, max(mu, mu_floor), True)
 
 
-def extreme_eigenvalues(f, theta, mu_floor=0.0, power_iterations=50):
+def extreme_eigenvalues(f, theta, mu_floor=0.0, l2=0.0, power_iterations=50):
     """Largest and smallest Hessian eigenvalues of ``f`` at ``theta``.
 
     Up to :data:`DENSE_HESSIAN_MAX_PARAMS` parameters the Hessian is built
@@ -178,7 +190,7 @@ def extreme_eigenvalues(f, theta, mu_floor=0.0, power_iterations=50):
     """
     theta = theta.detach().to(torch.float64)
     if theta.numel() <= DENSE_HESSIAN_MAX_PARAMS:
-        return spectrum_extremes(autograd_hessian(f, theta), mu_floor)
+        return spectrum_extremes(autograd_hessian(f, theta), mu_floor, l2)
     gen = torch.Generator(device=theta.device).manual_seed(0)
     v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
     v /= v.norm()

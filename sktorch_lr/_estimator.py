@@ -24,24 +24,24 @@ from ._curvature import (
     DENSE_HESSIAN_MAX_PARAMS,
     extreme_eigenvalues,
     flatten_params,
+    heavy_ball_rule,
     lr_for_momentum,
     model_hessian,
     nesterov_rule,
-    robust_heavy_ball_rule,
     smooth_objective_of_theta,
     spectrum_extremes,
 )
 from ._data import TrainingData, as_tensor, is_tensor, resolve_device, torch_dtype
 from ._module import LogisticRegressionModule
 from ._objective import penalty_strengths
-from ._solver import SolverState, solve
+from ._solver import SolverState, retune, solve
 
 # batch_size="auto": full batch up to this many samples, mini-batches of
 # AUTO_BATCH_SIZE above it.
-AUTO_FULL_BATCH_MAX = 20_000
-AUTO_BATCH_SIZE = 2048
+AUTO_FULL_BATCH_MAX = 2**24
+AUTO_BATCH_SIZE = 65_536
 # Rows the curvature of lr="auto" is measured on (evenly strided, no RNG).
-CURVATURE_MAX_ROWS = 4096
+CURVATURE_MAX_ROWS = 16_384
 DEFAULT_MOMENTUM = 0.9
 
 
@@ -65,14 +65,14 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
     fit_intercept : bool, default=True
         Whether to learn an (unpenalised) intercept.
     lr : float or "auto", default="auto"
-        Step size. ``"auto"`` measures the curvature of the objective with
-        autograd at the starting point (the Hessian's largest and smallest
-        eigenvalues ``L`` and ``mu``) and, for full batch, takes Polyak's
-        heavy-ball values ``lr = 4 / (sqrt(L) + sqrt(mu))**2``; it then restarts
-        the momentum whenever the objective rises and halves ``lr`` if it
-        keeps rising. With mini-batches, ``"auto"`` uses ``(1 - momentum) / L``
-        and halves it whenever an epoch fails to lower the objective. A float
-        is used as given, with no restarts.
+        Step size. ``"auto"`` measures the Hessian of the objective with
+        autograd (its largest eigenvalue ``L`` and smallest relevant one
+        ``mu``, see the user guide) and, for full batch, takes Polyak's
+        heavy-ball values ``lr = 4 / (sqrt(L) + sqrt(mu))**2``. It measures
+        again after epochs 1, 2, 4, 8, ..., restarts the momentum whenever the
+        objective rises and halves ``lr`` if it keeps rising. With mini-batches
+        or ``partial_fit`` it uses ``(1 - momentum) / L``. A float is used as
+        given, with no restarts.
     momentum : float, default=0.9
         Heavy-ball momentum in ``[0, 1)``. With ``lr="auto"`` and full batch,
         the default ``0.9`` is replaced by the curvature's optimum
@@ -84,8 +84,12 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         ``momentum = (sqrt(kappa) - 1) / (sqrt(kappa) + 1)``.
     batch_size : int, None or "auto", default="auto"
         ``None``: full batch, one step per epoch. An int: mini-batches of that
-        size, reshuffled every epoch from ``random_state``. ``"auto"``: full
-        batch up to 20,000 samples, mini-batches of 2,048 above.
+        size, reshuffled every epoch from ``random_state`` (with ``lr="auto"``
+        the batch doubles whenever three epochs pass without a new best
+        objective, until it is the full batch). ``"auto"``: full batch up to
+        2**24 samples (on a CPU a full-batch epoch costs two reads of ``X`` and
+        the curvature-tuned steps need few of them), mini-batches of 65,536
+        above.
     max_iter : int, default=1000
         Maximum number of epochs (passes over the data).
     tol : float, default=1e-4
@@ -370,15 +374,23 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         params = list(module.parameters())
         batch_size = self._resolved_batch_size(n_samples)
         remeasure = None
-        if self.lr == "auto":
+        if self.lr == "auto" and not partial:
 
             def remeasure(current):
-                return self._step_rule(data, penalty, current, n_outputs, None)
+                return self._step_rule(data, penalty, current, n_outputs, False)
 
         if solver_state is None:
-            solver_state = self._initial_solver_state(data, penalty, params, n_outputs, batch_size)
+            solver_state = self._initial_solver_state(
+                data, penalty, params, n_outputs, None if partial else batch_size, partial
+            )
         else:
             solver_state = _state_on(copy.deepcopy(solver_state), device)
+            calls = solver_state.partial_fit_calls
+            if self.lr == "auto" and calls & (calls - 1) == 0:
+                # Calls 1, 2, 4, 8, ...: follow the curvature as the fit sharpens.
+                retune(solver_state, *self._step_rule(data, penalty, params, n_outputs, True))
+        if partial:
+            solver_state.partial_fit_calls += 1
         if generator is None:
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             generator = torch.Generator().manual_seed(int(seed))
@@ -460,8 +472,13 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
             return None
         return self.batch_size
 
-    def _initial_solver_state(self, data, penalty, params, n_outputs, batch_size):
-        """Step size and momentum: as given, or from the measured curvature."""
+    def _initial_solver_state(self, data, penalty, params, n_outputs, batch_size, partial):
+        """Step size and momentum: as given, or from the measured curvature.
+
+        ``partial_fit`` streams chunks whose objectives differ from call to
+        call, so it takes the stochastic rule (as for mini-batches) and none of
+        full batch's restarts, which compare one chunk's objective with another's.
+        """
         if self.lr != "auto":
             return SolverState(
                 lr=float(self.lr),
@@ -469,20 +486,23 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
                 nesterov=self.nesterov,
                 adaptive=False,
             )
-        lr, momentum = self._step_rule(data, penalty, params, n_outputs, batch_size)
-        return SolverState(lr=lr, momentum=momentum, nesterov=self.nesterov, adaptive=True)
+        stochastic = partial or batch_size is not None
+        lr, momentum = self._step_rule(data, penalty, params, n_outputs, stochastic)
+        return SolverState(
+            lr=lr, momentum=momentum, nesterov=self.nesterov and momentum > 0, adaptive=not partial
+        )
 
-    def _step_rule(self, data, penalty, params, n_outputs, batch_size):
+    def _step_rule(self, data, penalty, params, n_outputs, stochastic):
         """``(lr, momentum)`` for ``lr="auto"`` from the curvature at ``params``."""
         curvature = measure_curvature(
             data, penalty, params, n_outputs=n_outputs, fit_intercept=self.fit_intercept
         )
         L, mu = curvature.L, curvature.mu
-        if batch_size is not None:
+        if stochastic:
             momentum = float(self.momentum)
             return (1.0 - momentum) / L if momentum > 0 else 1.0 / L, momentum
         if self.momentum == DEFAULT_MOMENTUM:
-            rule = nesterov_rule(L, mu) if self.nesterov else robust_heavy_ball_rule(L, mu)
+            rule = nesterov_rule(L, mu) if self.nesterov else heavy_ball_rule(L, mu)
         else:
             rule = lr_for_momentum(L, mu, float(self.momentum))
         return rule.lr, rule.momentum
@@ -736,8 +756,8 @@ def measure_curvature(data, penalty, params, *, n_outputs, fit_intercept):
     coef = params[0].detach().to(torch.float64)
     intercept = params[1].detach().to(torch.float64) if fit_intercept else None
     if n_params <= DENSE_HESSIAN_MAX_PARAMS:
-        H = model_hessian(X, y, sw, penalty, normalizer, coef, intercept)
-        curvature = spectrum_extremes(H, mu_floor)
+        H, _ = model_hessian(X, y, sw, penalty, normalizer, coef, intercept)
+        curvature = spectrum_extremes(H, mu_floor, penalty.l2)
     else:
         f = smooth_objective_of_theta(X, y, sw, penalty, normalizer, n_outputs, fit_intercept)
         curvature = extreme_eigenvalues(f, flatten_params(coef, intercept), mu_floor=mu_floor)

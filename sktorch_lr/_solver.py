@@ -42,6 +42,7 @@ class SolverState:
     adaptive: bool  # lr="auto": restart momentum / halve lr when the objective rises
     buffers: list = field(default_factory=list)
     lr_halvings: int = 0
+    partial_fit_calls: int = 0
 
 
 @dataclass
@@ -272,7 +273,7 @@ def solve(
                 if batch_size >= n:
                     full_batch = True
                     if remeasure is not None:
-                        _retune(state, *remeasure(params))
+                        retune(state, *remeasure(params))
                         next_remeasure = 2 * epoch
         previous = f
         if f < best:
@@ -281,7 +282,7 @@ def solve(
                 best_params = [p.detach().clone() for p in params]
         if remeasure is not None and full_batch and epoch == next_remeasure:
             next_remeasure *= 2
-            _retune(state, *remeasure(params))
+            retune(state, *remeasure(params))
     zero_grad_(params)
     return SolveResult(
         n_iter=epoch,
@@ -334,7 +335,7 @@ def _adapt(state, f, reference, count, epoch, full_batch, noise):
     return count, False
 
 
-def _retune(state, lr, momentum):
+def retune(state, lr, momentum):
     """Adopt a new step size and momentum, keeping the velocity ``lr * buffer``.
 
     The step size grows at most fourfold per remeasurement: the curvature is

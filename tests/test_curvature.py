@@ -105,5 +105,8 @@ def test_model_hessian_equals_full_autograd_hessian(n_classes, fit_intercept):
     f = smooth_objective_of_theta(X, y, sw, pen, S, K, fit_intercept)
     theta = torch.cat([coef.reshape(-1)] + ([intercept] if fit_intercept else []))
     full = autograd_hessian(f, theta)
-    fast = model_hessian(X, y, sw, pen, S, coef, intercept)
+    fast, grad = model_hessian(X, y, sw, pen, S, coef, intercept)
     assert (full - fast).abs().max() < 1e-12
+    theta = theta.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(f(theta), theta)
+    assert (grad - expected).abs().max() < 1e-12
