@@ -75,11 +75,14 @@ def per_sample_loss(logits, y):
 def data_term(logits, y, sample_weight, normalizer):
     """``sum_i s_i * loss_i / normalizer`` (``sample_weight=None`` means all ones)."""
     if sample_weight is None:
+        # Unweighted full batch: the mean is sum / n in one kernel.
+        mean = normalizer == logits.shape[0]
+        reduction = "mean" if mean else "sum"
         if logits.shape[1] == 1:
-            total = F.binary_cross_entropy_with_logits(logits[:, 0], y, reduction="sum")
+            total = F.binary_cross_entropy_with_logits(logits[:, 0], y, reduction=reduction)
         else:
-            total = F.cross_entropy(logits, y, reduction="sum")
-        return total / normalizer
+            total = F.cross_entropy(logits, y, reduction=reduction)
+        return total if mean else total / normalizer
     return (per_sample_loss(logits, y) * sample_weight).sum() / normalizer
 
 

@@ -56,22 +56,27 @@ class SolveResult:
 def momentum_step_(params, state):
     """One ``torch.optim.SGD`` step (``dampening=0``, no weight decay) on ``params``.
 
-    Reads ``p.grad``; keeps one momentum buffer per parameter in ``state``.
+    Reads ``p.grad``; keeps one momentum buffer per parameter in ``state``. The
+    arithmetic is ``torch.optim.SGD``'s ``foreach`` implementation, op for op:
+    ``buf = momentum * buf + grad`` (``buf = grad`` on the first step), then
+    ``p -= lr * buf`` (``p -= lr * (grad + momentum * buf)`` with Nesterov).
     """
-    if not state.buffers:
-        state.buffers = [None] * len(params)
+    grads = [p.grad for p in params]
     m = state.momentum
     with torch.no_grad():
-        for i, p in enumerate(params):
-            d = p.grad
-            if m != 0:
-                buf = state.buffers[i]
-                if buf is None:
-                    buf = state.buffers[i] = torch.clone(d).detach()
-                else:
-                    buf.mul_(m).add_(d)
-                d = d.add(buf, alpha=m) if state.nesterov else buf
-            p.add_(d, alpha=-state.lr)
+        if m == 0:
+            torch._foreach_add_(params, grads, alpha=-state.lr)
+            return
+        if not state.buffers or any(b is None for b in state.buffers):
+            state.buffers = [torch.clone(g).detach() for g in grads]
+        else:
+            torch._foreach_mul_(state.buffers, m)
+            torch._foreach_add_(state.buffers, grads)
+        if state.nesterov:
+            steps = torch._foreach_add(grads, state.buffers, alpha=m)
+        else:
+            steps = state.buffers
+        torch._foreach_add_(params, steps, alpha=-state.lr)
 
 
 def proximal_l1_(coef, state, l1, coef_before):
@@ -107,11 +112,9 @@ def _evaluate(params, fit_intercept, X, y, sample_weight, penalty, normalizer):
 
 
 def _max_abs_gradient(params, penalty):
-    g = optimality_gradient(params[0].grad, params[0].detach(), penalty.l1)
-    parts = [g.abs().max()]
-    if len(params) > 1:
-        parts.append(params[1].grad.abs().max())
-    return torch.stack(parts).max()
+    grads = [optimality_gradient(params[0].grad, params[0].detach(), penalty.l1)]
+    grads += [p.grad for p in params[1:]]
+    return max(float(v) for v in torch._foreach_norm(grads, math.inf))
 
 
 class _History:
@@ -256,7 +259,9 @@ def solve(
         loss_curve.append(f)
         if history is not None:
             history.epoch_end(params, f)
-        grad_max = float(_max_abs_gradient(params, penalty))
+        # With tol=0 nothing reads it: skip it unless it is printed.
+        watch = check_convergence and tol > 0
+        grad_max = _max_abs_gradient(params, penalty) if watch or verbose else math.nan
         if verbose >= 2 or (verbose and (epoch == 1 or epoch % 20 == 0)):
             print(
                 f"Epoch {epoch}: objective {f:.8g}, max|grad| {grad_max:.3e}, "

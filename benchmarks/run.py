@@ -1,0 +1,612 @@
+"""Benchmarks: TorchLogisticRegression against the anchors, side by side in one process.
+
+    python benchmarks/run.py            # everything (a few minutes on 2 cores)
+    python benchmarks/run.py --quick    # small cases only, fewer repeats
+
+Anchors: sklearn LogisticRegression (lbfgs), SGDClassifier(loss="log_loss"),
+skorch's NeuralNetBinaryClassifier with the same Linear module and SGD momentum
+(if skorch is installed: ``pip install skorch``), and the lesson's plain torch
+loop. Metrics: fit wall time (median over repeats), final objective minus the
+optimum (the optimum from a tight Newton fit with the same C), time to reach
+the optimum + 1e-3 (the cheapest of fits with max_iter = 1, 2, 4, ... that gets
+there), peak extra memory during the fit (RSS sampled every 2 ms), and on large
+data one streaming read of X (the memory-bandwidth floor).
+
+Writes ``results.json``, ``results.md`` and ``results.png`` to ``--out``
+(default ``benchmarks/results``), with the machine they ran on.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sktorch_lr import TorchLogisticRegression  # noqa: E402
+from sktorch_lr._objective import objective, penalty_strengths  # noqa: E402
+from sktorch_lr.datasets import make_lesson_data  # noqa: E402
+
+warnings.simplefilter("ignore", ConvergenceWarning)
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def machine():
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "sklearn": sklearn.__version__,
+        "numpy": np.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def median_time(fn, repeats):
+    times = []
+    out = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), out
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory(fn):
+    """Peak RSS above the starting RSS while ``fn`` runs (bytes), sampled every 2 ms."""
+    start = _rss()
+    peak = [start]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return max(peak[0], _rss()) - start
+
+
+def objective_value(coef, intercept, X, y, C):
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    yt = torch.as_tensor((np.asarray(y) == 1).astype(np.float64))
+    coef = torch.as_tensor(np.asarray(coef, dtype=np.float64).reshape(1, -1))
+    intercept = torch.as_tensor(np.asarray(intercept, dtype=np.float64).reshape(1))
+    with torch.no_grad():
+        return float(
+            objective(
+                coef, intercept, Xt, yt, None, penalty_strengths(C, 0.0, len(y)), normalizer=len(y)
+            )
+        )
+
+
+def optimum(X, y, C):
+    sk = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+    sk.fit(np.asarray(X, dtype=np.float64), y)
+    return objective_value(sk.coef_, sk.intercept_, X, y, C)
+
+
+# ---------------------------------------------------------------- methods
+# Each maker takes (max_iter) and returns an object with fit(X, y) and a
+# params() giving (coef, intercept) after the fit.
+
+
+class Estimator:
+    def __init__(self, est):
+        self.est = est
+
+    def fit(self, X, y):
+        self.est.fit(X, y)
+        return self
+
+    def params(self):
+        return self.est.coef_, self.est.intercept_
+
+
+class Skorch:
+    """skorch with the lesson's module and settings (full batch, SGD momentum)."""
+
+    def __init__(self, max_iter, lr=0.01, momentum=0.9):
+        from skorch import NeuralNetBinaryClassifier
+
+        n_features = 2
+
+        class Lin(torch.nn.Module):
+            def __init__(self, n_features=n_features):
+                super().__init__()
+                self.features = torch.nn.Linear(n_features, 1)
+
+            def forward(self, x):
+                return self.features(x)[:, 0]
+
+        self.net = NeuralNetBinaryClassifier(
+            Lin,
+            max_epochs=max_iter,
+            lr=lr,
+            optimizer=torch.optim.SGD,
+            optimizer__momentum=momentum,
+            batch_size=-1,
+            train_split=None,
+            verbose=0,
+        )
+
+    def fit(self, X, y):
+        self.net.set_params(module__n_features=X.shape[1])
+        self.net.fit(np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32))
+        return self
+
+    def params(self):
+        lin = self.net.module_.features
+        return lin.weight.detach().numpy(), lin.bias.detach().numpy()
+
+
+class LessonLoop:
+    """The lesson's program: Linear + Sigmoid, BCELoss, SGD(lr=0.01, momentum=0.9)."""
+
+    def __init__(self, max_iter, lr=0.01, momentum=0.9):
+        self.max_iter, self.lr, self.momentum = max_iter, lr, momentum
+
+    def fit(self, X, y):
+        gen = torch.Generator().manual_seed(0)
+        X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        y = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        self.lin = torch.nn.Linear(X.shape[1], 1)
+        with torch.no_grad():
+            self.lin.weight.uniform_(-0.1, 0.1, generator=gen)
+            self.lin.bias.zero_()
+        net = torch.nn.Sequential(self.lin, torch.nn.Sigmoid())
+        loss_fn = torch.nn.BCELoss()
+        opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=self.momentum)
+        for _ in range(self.max_iter):
+            y_pred = net(X)
+            loss = loss_fn(y_pred.squeeze(), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        return self
+
+    def params(self):
+        return self.lin.weight.detach().numpy(), self.lin.bias.detach().numpy()
+
+
+def makers(C, n_samples, with_skorch, lesson_settings):
+    ms = {
+        "TorchLogisticRegression": lambda it: Estimator(TorchLogisticRegression(C=C, max_iter=it)),
+        "sklearn lbfgs": lambda it: Estimator(LogisticRegression(C=C, max_iter=it)),
+        "SGDClassifier": lambda it: Estimator(
+            SGDClassifier(
+                loss="log_loss", alpha=1.0 / (C * n_samples), max_iter=it, tol=1e-4, random_state=0
+            )
+        ),
+    }
+    if lesson_settings:
+        ms.update(
+            {
+                "TorchLogisticRegression (lesson settings)": lambda it: Estimator(
+                    TorchLogisticRegression(
+                        lr=0.01, momentum=0.9, C=C, batch_size=None, max_iter=it, tol=0.0
+                    )
+                ),
+                "lesson's torch loop": lambda it: LessonLoop(it),
+            }
+        )
+        if with_skorch:
+            ms["skorch (lesson settings)"] = lambda it: Skorch(it)
+    return ms
+
+
+DEFAULT_ITERS = {
+    "TorchLogisticRegression": 1000,
+    "sklearn lbfgs": 100,
+    "SGDClassifier": 1000,
+    "TorchLogisticRegression (lesson settings)": 1000,
+    "lesson's torch loop": 1000,
+    "skorch (lesson settings)": 1000,
+}
+
+
+def time_to_target(make, X, y, C, target, max_iter=4096, repeats=1):
+    """Time of the cheapest fit (max_iter = 1, 2, 4, ...) whose objective <= target."""
+    it = 1
+    while it <= max_iter:
+        seconds, model = median_time(lambda it=it: make(it).fit(X, y), repeats)
+        coef, intercept = model.params()
+        if objective_value(coef, intercept, X, y, C) <= target:
+            return seconds, it
+        it *= 2
+    return None, None
+
+
+def bench_case(name, X, y, C, repeats, with_skorch, lesson_settings=False, memory=False):
+    rows = []
+    opt = optimum(X, y, C)
+    opt_inf = optimum(X, y, np.inf) if lesson_settings else None
+    for method, make in makers(C, len(y), with_skorch, lesson_settings).items():
+        uses_inf = "lesson" in method or "skorch" in method
+        C_m = np.inf if uses_inf else C
+        opt_m = opt_inf if uses_inf else opt
+        it = DEFAULT_ITERS[method]
+        if uses_inf and method.startswith("TorchLogisticRegression"):
+            make = lambda it: Estimator(  # noqa: E731
+                TorchLogisticRegression(
+                    lr=0.01, momentum=0.9, C=np.inf, batch_size=None, max_iter=it, tol=0.0
+                )
+            )
+        make(min(it, 5)).fit(X, y)  # warm-up
+        seconds, model = median_time(lambda make=make, it=it: make(it).fit(X, y), repeats)
+        coef, intercept = model.params()
+        gap = objective_value(coef, intercept, X, y, C_m) - opt_m
+        t_target, it_target = time_to_target(make, X, y, C_m, opt_m + 1e-3)
+        row = {
+            "case": name,
+            "method": method,
+            "C": "inf" if np.isinf(C_m) else C_m,
+            "fit_s": seconds,
+            "objective_gap": gap,
+            "time_to_opt_plus_1e-3_s": t_target,
+            "iters_to_opt_plus_1e-3": it_target,
+        }
+        if memory:
+            row["peak_extra_memory_mb"] = (
+                peak_memory(lambda make=make, it=it: make(it).fit(X, y)) / 2**20
+            )
+        rows.append(row)
+        print(f"  {method:45s} {seconds * 1e3:9.2f} ms  gap {gap: .2e}", flush=True)
+    return rows
+
+
+_MEMORY_SCRIPT = """
+import resource, sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sktorch_lr import TorchLogisticRegression
+X = np.load(sys.argv[1]); y = np.load(sys.argv[2])
+make = {
+    "TorchLogisticRegression": lambda: TorchLogisticRegression(C=1.0),
+    "sklearn lbfgs": lambda: LogisticRegression(C=1.0),
+    "SGDClassifier": lambda: SGDClassifier(
+        loss="log_loss", alpha=1.0 / len(y), random_state=0, max_iter=int(sys.argv[4])
+    ),
+}[sys.argv[3]]
+import threading, time
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+before = rss()
+peak = [before]
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.001)
+thread = threading.Thread(target=sample, daemon=True)
+thread.start()
+make().fit(X, y)
+done.set()
+thread.join()
+print(max(peak[0], rss()) - before)
+"""
+
+
+def peak_memory_subprocess(method, X, y, tmp, sgd_max_iter):
+    """Peak RSS a fit adds on top of the loaded data, in a fresh process (bytes).
+
+    The data are saved once and loaded by a new interpreter, whose RSS is
+    sampled every millisecond during the fit; the peak minus the RSS just
+    before it is the fit's own (torch's allocator does not report to
+    tracemalloc, and ``ru_maxrss`` would include loading the data).
+    """
+    xp, yp = tmp / "X.npy", tmp / "y.npy"
+    if not xp.exists():
+        np.save(xp, X)
+        np.save(yp, y)
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(xp), str(yp), method, str(sgd_max_iter)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=root),
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def bench_large(name, X, y, C, repeats, sgd_max_iter=1000):
+    import tempfile
+
+    rows = []
+    opt = optimum(X, y, C)
+    tmp = Path(tempfile.mkdtemp(prefix="sktorch_lr_bench_"))
+    start = time.perf_counter()
+    float(np.add.reduce(X, axis=None))
+    read_s = time.perf_counter() - start
+    methods = {
+        "TorchLogisticRegression": lambda: TorchLogisticRegression(C=C),
+        "sklearn lbfgs": lambda: LogisticRegression(C=C),
+        "SGDClassifier": lambda: SGDClassifier(
+            loss="log_loss",
+            alpha=1.0 / (C * len(y)),
+            tol=1e-4,
+            random_state=0,
+            max_iter=sgd_max_iter,
+        ),
+    }
+    for method, make in methods.items():
+        seconds, est = median_time(lambda make=make: make().fit(X, y), repeats)
+        gap = objective_value(est.coef_, est.intercept_, X, y, C) - opt
+        mem = peak_memory_subprocess(method, X, y, tmp, sgd_max_iter) / 2**20
+        if method == "SGDClassifier" and sgd_max_iter != 1000:
+            method = f"SGDClassifier (max_iter={sgd_max_iter})"
+        rows.append(
+            {
+                "case": name,
+                "method": method,
+                "C": C,
+                "fit_s": seconds,
+                "objective_gap": gap,
+                "peak_extra_memory_mb": mem,
+                "one_read_of_X_s": read_s,
+            }
+        )
+        print(f"  {method:45s} {seconds:9.3f} s  gap {gap: .2e}  peak +{mem:.0f} MB", flush=True)
+    # One mini-batch epoch (4096 rows per step), against the one-read floor.
+    est = TorchLogisticRegression(C=C, batch_size=4096, lr=0.05, random_state=0)
+    t1, _ = median_time(lambda: est.set_params(max_iter=1).fit(X, y), repeats)
+    t3, _ = median_time(lambda: est.set_params(max_iter=3).fit(X, y), repeats)
+    epoch = (t3 - t1) / 2
+    rows.append(
+        {
+            "case": name,
+            "method": "TorchLogisticRegression, one mini-batch epoch (batch 4096)",
+            "C": C,
+            "fit_s": epoch,
+            "one_read_of_X_s": read_s,
+            "epoch_over_read": epoch / read_s,
+        }
+    )
+    print(
+        f"  one mini-batch epoch {epoch:.3f} s = {epoch / read_s:.1f} x one read ({read_s:.3f} s)"
+    )
+    for f in tmp.iterdir():
+        f.unlink()
+    tmp.rmdir()
+    return rows
+
+
+def bench_suite(name, run, repeats):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    rows = []
+    for method, est in (
+        ("TorchLogisticRegression", TorchLogisticRegression()),
+        ("sklearn lbfgs", LogisticRegression()),
+    ):
+        seconds, _ = median_time(lambda est=est: run(est, check_estimator), repeats)
+        rows.append({"case": name, "method": method, "fit_s": seconds})
+        print(f"  {method:45s} {seconds:9.3f} s", flush=True)
+    return rows
+
+
+def _check_suite(est, check_estimator):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_estimator(est)
+
+
+def _grid(est, _):
+    X, y = load_breast_cancer(return_X_y=True)
+    name = type(est).__name__.lower()
+    GridSearchCV(
+        make_pipeline(StandardScaler(), est), {f"{name}__C": [0.01, 0.1, 1.0, 10.0]}, cv=5
+    ).fit(X, y)
+
+
+def bench_import(repeats):
+    base = "import torch, sklearn.linear_model"
+    ours = (
+        "import torch, sklearn.linear_model; from sktorch_lr import TorchLogisticRegression; "
+        "from sktorch_lr.datasets import make_lesson_data; "
+        "TorchLogisticRegression().fit(*make_lesson_data())"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root)
+
+    def run(code):
+        return lambda: subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+    t_base, _ = median_time(run(base), repeats)
+    t_ours, _ = median_time(run(ours), repeats)
+    print(f"  new process: torch + sklearn {t_base:.2f} s; + sktorch_lr, lesson fit {t_ours:.2f} s")
+    return [
+        {"case": "new process", "method": "import torch, sklearn", "fit_s": t_base},
+        {"case": "new process", "method": "+ import sktorch_lr, fit lesson data", "fit_s": t_ours},
+    ]
+
+
+def bench_gpu(repeats):
+    n = 10_000_000
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    w = torch.randn(100, device="cuda", generator=gen)
+    X = torch.randn(n, 100, device="cuda", generator=gen)
+    y = (X @ w + torch.randn(n, device="cuda", generator=gen) * 4 > 0).float()
+    torch.cuda.synchronize()
+    seconds, est = median_time(
+        lambda: (TorchLogisticRegression(device="cuda").fit(X, y), torch.cuda.synchronize())[0],
+        repeats,
+    )
+    Xc, yc = X.cpu().numpy(), y.cpu().numpy()
+    sk_s, sk = median_time(lambda: LogisticRegression().fit(Xc, yc), 1)
+    print(f"  10M x 100 on the GPU: {seconds:.2f} s; sklearn lbfgs on the CPU: {sk_s:.2f} s")
+    return [
+        {"case": "10M x 100 float32", "method": "TorchLogisticRegression (cuda)", "fit_s": seconds},
+        {"case": "10M x 100 float32", "method": "sklearn lbfgs (CPU)", "fit_s": sk_s},
+    ]
+
+
+# ------------------------------------------------------------------- main
+
+
+def standardised(X):
+    return StandardScaler().fit_transform(X)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small cases, fewer repeats")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    repeats = 3 if args.quick else 7
+    try:
+        import skorch  # noqa: F401
+
+        with_skorch = True
+    except ImportError:
+        with_skorch = False
+        print("skorch is not installed: its rows are skipped (pip install skorch)")
+
+    rows = []
+    print("lesson data 200 x 2")
+    X, y = make_lesson_data()
+    rows += bench_case("lesson 200x2", X, y, 1.0, repeats, with_skorch, lesson_settings=True)
+    print("breast cancer 569 x 30, standardised")
+    X, y = load_breast_cancer(return_X_y=True)
+    rows += bench_case("breast cancer 569x30", standardised(X), y, 1.0, repeats, False)
+    print("GridSearchCV: 5 folds x 4 C, scaler + model, breast cancer")
+    rows += bench_suite("grid search", _grid, 1 if args.quick else 3)
+    print("100k x 20, standardised float32")
+    X, y = make_classification(100_000, 20, n_informative=10, random_state=0)
+    rows += bench_large("100k x 20 float32", standardised(X).astype(np.float32), y, 1.0, repeats)
+    if not args.quick:
+        print("check_estimator suite")
+        rows += bench_suite("check_estimator suite", _check_suite, 1)
+        print("1M x 100, standardised float32")
+        X, y = make_classification(1_000_000, 100, n_informative=20, random_state=0)
+        X = standardised(X).astype(np.float32)
+        # SGDClassifier's default max_iter takes ~2 minutes here: 10 epochs show its pace.
+        rows += bench_large("1M x 100 float32", X, y, 1.0, 3, sgd_max_iter=10)
+        del X
+        print("import + first fit in a new process")
+        rows += bench_import(5)
+        if torch.cuda.is_available():
+            print("GPU")
+            rows += bench_gpu(3)
+    write(rows, Path(args.out), args.quick)
+
+
+def write(rows, out, quick):
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    (out / "results.json").write_text(
+        json.dumps({"machine": info, "quick": quick, "rows": rows}, indent=1)
+    )
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
+        f"({info['torch_threads']} threads), scikit-learn {info['sklearn']}, "
+        f"Python {info['python']}, GPU: {info['gpu'] or 'none'}; {info['date']}"
+        + (" (quick mode)" if quick else ""),
+        "",
+        "| case | method | C | fit (median) | objective - optimum | time to optimum + 1e-3 "
+        "| peak extra memory |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        fit = r["fit_s"]
+        fit_s = f"{fit * 1e3:.2f} ms" if fit < 1 else f"{fit:.2f} s"
+        gap = f"{r['objective_gap']:.1e}" if "objective_gap" in r else ""
+        t = r.get("time_to_opt_plus_1e-3_s")
+        t_s = (
+            ""
+            if "time_to_opt_plus_1e-3_s" not in r
+            else (
+                "not reached"
+                if t is None
+                else f"{t * 1e3:.2f} ms ({r['iters_to_opt_plus_1e-3']} it)"
+            )
+        )
+        mem = f"{r['peak_extra_memory_mb']:.0f} MB" if "peak_extra_memory_mb" in r else ""
+        if "epoch_over_read" in r:
+            gap = (
+                f"{r['epoch_over_read']:.1f} x one read of X ({r['one_read_of_X_s'] * 1e3:.0f} ms)"
+            )
+        lines.append(
+            f"| {r['case']} | {r['method']} | {r.get('C', '')} | {fit_s} | {gap} | {t_s} | {mem} |"
+        )
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    plot(rows, out / "results.png", info)
+    print(f"\nwrote {out / 'results.md'}, results.json, results.png")
+
+
+def plot(rows, path, info):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [
+        ("lesson 200x2", "sklearn lbfgs"),
+        ("breast cancer 569x30", "sklearn lbfgs"),
+        ("grid search", "sklearn lbfgs"),
+        ("check_estimator suite", "sklearn lbfgs"),
+        ("100k x 20 float32", "sklearn lbfgs"),
+        ("1M x 100 float32", "sklearn lbfgs"),
+    ]
+    labels, ratios = [], []
+    for case, ref in cases:
+        times = {r["method"]: r["fit_s"] for r in rows if r["case"] == case}
+        if "TorchLogisticRegression" in times and ref in times:
+            labels.append(case)
+            ratios.append(times["TorchLogisticRegression"] / times[ref])
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+    bars = ax.barh(labels, ratios, color="C0")
+    ax.axvline(1.0, color="k", lw=1, label="sklearn lbfgs = 1")
+    ax.bar_label(bars, fmt="%.2fx", padding=3)
+    ax.set_xlabel("TorchLogisticRegression fit time / sklearn LogisticRegression (lbfgs) fit time")
+    ax.set_title(f"Fit time relative to sklearn lbfgs ({info['cores']} cores, {info['cpu'][:40]})")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
