@@ -116,11 +116,18 @@ def linear_model_hessian(X, A, l2, fit_intercept):
     """
     n, d = X.shape
     K = A.shape[1]
-    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1) if fit_intercept else X
-    m = Xa.shape[1]
     if K == 1:
-        H = Xa.T @ (A[:, 0, 0, None] * Xa)
+        # Blockwise, without the augmented copy of X: [[X'DX, X'D1], [1'DX, 1'D1]].
+        XD = X * A[:, 0, 0, None]
+        H = X.new_empty((d + fit_intercept, d + fit_intercept))
+        H[:d, :d] = X.T @ XD
+        if fit_intercept:
+            H[:d, d] = H[d, :d] = XD.sum(0)
+            H[d, d] = A[:, 0, 0].sum()
     else:
+        ones = torch.ones(n, 1, dtype=X.dtype, device=X.device)
+        Xa = torch.cat([X, ones], 1) if fit_intercept else X
+        m = Xa.shape[1]
         H = torch.einsum("ikl,ij,im->kjlm", A, Xa, Xa).reshape(K * m, K * m)
         idx = torch.arange(K * m, device=X.device).reshape(K, m)
         order = idx[:, :d].reshape(-1)

@@ -153,8 +153,35 @@ class TrainingData:
         swb = None if self.sample_weight is None else self.sample_weight.index_select(0, idx_d)
         return Xb, yb, swb
 
-    def curvature_sample(self, max_rows, densify=True):
-        """At most ``max_rows`` evenly strided rows in float64 (dense if ``densify``).
+    def curvature_rows(self, max_rows):
+        """The rows the curvature is measured on: all, or ``max_rows`` evenly strided.
+
+        Deterministic (no random numbers drawn), so that measuring curvature
+        never changes what ``random_state`` produces. ``None`` means all rows.
+        """
+        if self.n_samples <= max_rows:
+            return None
+        return torch.linspace(0, self.n_samples - 1, max_rows).round().long()
+
+    def float64_chunks(self, rows, chunk_rows):
+        """``(X, y, sample_weight)`` of ``rows`` (None: all), dense float64, in chunks."""
+        n = self.n_samples if rows is None else len(rows)
+        for start in range(0, n, chunk_rows):
+            if rows is None:
+                idx = torch.arange(start, min(start + chunk_rows, n))
+            else:
+                idx = rows[start : start + chunk_rows]
+            X, y, sw = self.batch(idx)
+            if X.layout == torch.sparse_coo:
+                X = X.to_dense()
+            yield (
+                X.to(torch.float64),
+                y.to(torch.float64) if y.is_floating_point() else y,
+                None if sw is None else sw.to(torch.float64),
+            )
+
+    def curvature_sample(self, max_rows, densify=True, float64=True):
+        """At most ``max_rows`` evenly strided rows (dense if ``densify``, float64 if asked).
 
         Deterministic (no random numbers drawn), so that measuring curvature
         never changes what ``random_state`` produces.
@@ -169,7 +196,8 @@ class TrainingData:
             X, y, sw = self.batch(idx)
         if densify and X.layout == torch.sparse_coo:
             X = X.to_dense()
-        X = X.to(torch.float64)
-        y = y.to(torch.float64) if y.is_floating_point() else y
-        sw = None if sw is None else sw.to(torch.float64)
+        if float64:
+            X = X.to(torch.float64)
+            y = y.to(torch.float64) if y.is_floating_point() else y
+            sw = None if sw is None else sw.to(torch.float64)
         return X, y, sw

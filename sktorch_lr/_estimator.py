@@ -20,6 +20,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._callbacks import CallbackSupportMixin, fit_callbacks
 from ._curvature import (
     DENSE_HESSIAN_MAX_PARAMS,
     extreme_eigenvalues,
@@ -42,10 +43,11 @@ AUTO_FULL_BATCH_MAX = 2**24
 AUTO_BATCH_SIZE = 65_536
 # Rows the curvature of lr="auto" is measured on (evenly strided, no RNG).
 CURVATURE_MAX_ROWS = 16_384
+HESSIAN_CHUNK_ROWS = 4096
 DEFAULT_MOMENTUM = 0.9
 
 
-class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
+class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Logistic regression trained as a PyTorch model with autograd and momentum SGD.
 
     The model is the lesson's ``nn.Linear`` followed by a sigmoid (two classes)
@@ -256,12 +258,13 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         """
         _check_parameter_pairs(self)
         X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=True)
-        classes, y_enc = np.unique(y, return_inverse=True)
+        classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(
                 "This solver needs samples of at least 2 classes in the data, but the data "
                 f"contains only one class: {classes[0]!r}."
             )
+        y_enc = _encode(y, classes)
         weights = _effective_weights(self.class_weight, classes, y_enc, y, sample_weight)
         previous = None
         if self.warm_start and _compatible(self, classes, X.shape[1]):
@@ -271,6 +274,7 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
             y_enc,
             classes,
             weights,
+            hook_data=(X, y, sample_weight),
             previous_module=previous,
             solver_state=None,
             generator=None,
@@ -325,13 +329,14 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(np.unique(y), classes)
         if unknown.size:
             raise ValueError(f"y contains labels {unknown!r} not in classes {classes!r}.")
-        y_enc = np.searchsorted(classes, y)
+        y_enc = _encode(y, classes)
         weights = _effective_weights(self.class_weight, classes, y_enc, y, sample_weight)
         self._fit_epochs(
             X,
             y_enc,
             classes,
             weights,
+            hook_data=(X, y, sample_weight),
             previous_module=None if first_call else self.module_,
             solver_state=None if first_call else self._solver_state,
             generator=None if first_call else self._generator,
@@ -347,6 +352,7 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         classes,
         sample_weight,
         *,
+        hook_data,
         previous_module,
         solver_state,
         generator,
@@ -397,6 +403,26 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         else:
             generator = copy.deepcopy(generator)
 
+        def snapshot(current):
+            """Fitted attributes at ``current``, for callbacks' ``fitted_estimator``."""
+            copy_ = LogisticRegressionModule(
+                n_features, n_outputs, bias=self.fit_intercept, dtype=dtype, device=device
+            )
+            with torch.no_grad():
+                for new, p in zip(copy_.parameters(), current, strict=True):
+                    new.copy_(p)
+            return {
+                "classes_": classes,
+                "module_": copy_,
+                "coef_": copy_.linear.weight.detach().cpu().double().numpy(),
+                "intercept_": (
+                    copy_.linear.bias.detach().cpu().double().numpy()
+                    if self.fit_intercept
+                    else np.zeros(n_outputs)
+                ),
+            }
+
+        callbacks = fit_callbacks(self, *hook_data, max_iter, snapshot)
         result = solve(
             params,
             data,
@@ -410,6 +436,7 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
             check_convergence=not partial,
             track_gradients=self.track_gradients,
             remeasure=remeasure,
+            callbacks=callbacks,
             verbose=self.verbose,
         )
 
@@ -436,7 +463,9 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
             if not self.fit_intercept:
                 history["intercept"] = np.zeros((result.n_iter, n_outputs))
             self.gradient_history_ = history
-        if not partial and not result.converged and self.tol > 0:
+        if callbacks is not None:
+            callbacks.fit_end()
+        if not partial and not result.converged and not result.stopped and self.tol > 0:
             warnings.warn(
                 f"TorchLogisticRegression did not converge in max_iter={self.max_iter} epochs: "
                 "the largest gradient entry is still above tol. Increase max_iter, "
@@ -456,7 +485,7 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValueError(f"y contains labels {unknown!r} not in classes_ {self.classes_!r}.")
-        y_enc = np.searchsorted(self.classes_, y)
+        y_enc = _encode(y, self.classes_)
         weights = _effective_weights(self.class_weight, self.classes_, y_enc, y, sample_weight)
         if device is None:
             device = self.module_.linear.weight.device
@@ -609,6 +638,48 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
         with torch.inference_mode():
             return self.module_.logits(Xt), tensor_in
 
+    # --------------------------------------------------------------- export
+
+    def to_sklearn(self):
+        """A fitted :class:`~sklearn.linear_model.LogisticRegression` with these coefficients.
+
+        Its ``predict``, ``predict_proba`` and ``decision_function`` equal
+        ours (same ``coef_``, ``intercept_`` and ``classes_``; the same
+        sigmoid / softmax), so the tools that know scikit-learn's estimator --
+        skl2onnx, sklearn-pmml, model registries -- can deploy the model. Its
+        parameters (``C``, ``l1_ratio``, ``fit_intercept``, ``class_weight``,
+        ``tol``, ``max_iter``) are ours, with ``solver="saga"`` when an L1 part
+        needs it, so refitting it solves the same problem.
+
+        Returns
+        -------
+        estimator : sklearn.linear_model.LogisticRegression
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        check_is_fitted(self)
+        params = dict(
+            C=self.C,
+            fit_intercept=self.fit_intercept,
+            class_weight=self.class_weight,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            solver="saga" if self.l1_ratio > 0 else "lbfgs",
+        )
+        if "penalty" in LogisticRegression().get_params() and _penalty_is_explicit():
+            # scikit-learn < 1.8 chooses the penalty by name.
+            params["penalty"] = {0.0: "l2", 1.0: "l1"}.get(float(self.l1_ratio), "elasticnet")
+        params["l1_ratio"] = self.l1_ratio
+        est = LogisticRegression(**params)
+        est.classes_ = self.classes_.copy()
+        est.coef_ = self.coef_.copy()
+        est.intercept_ = self.intercept_.copy()
+        est.n_features_in_ = self.n_features_in_
+        if hasattr(self, "feature_names_in_"):
+            est.feature_names_in_ = self.feature_names_in_.copy()
+        est.n_iter_ = np.array([self.n_iter_], dtype=np.int32)
+        return est
+
     # ----------------------------------------------------------- validation
 
     def _validate_X(self, X, reset):
@@ -671,6 +742,14 @@ class TorchLogisticRegression(ClassifierMixin, BaseEstimator):
 # ---------------------------------------------------------------- helpers
 
 
+def _penalty_is_explicit():
+    """True on scikit-learn < 1.8, where LogisticRegression's ``penalty`` picks the norm."""
+    import sklearn
+    from sklearn.utils.fixes import parse_version
+
+    return parse_version(sklearn.__version__).release < (1, 8)
+
+
 def _check_parameter_pairs(est):
     if est.nesterov and est.lr != "auto" and est.momentum == 0:
         raise ValueError("nesterov=True requires momentum > 0 when lr is given.")
@@ -683,6 +762,17 @@ def _compatible(est, classes, n_features):
         and est.coef_.shape[1] == n_features
         and (est.module_.linear.bias is not None) == est.fit_intercept
     )
+
+
+def _encode(y, classes):
+    """Targets as training uses them: 0/1 (``y == classes[1]``) or class indices.
+
+    Cheaper than ``np.unique(..., return_inverse=True)``, whose sort costs
+    ~40 MB on a million labels.
+    """
+    if len(classes) == 2:
+        return (y == classes[1]).view(np.int8)
+    return np.searchsorted(classes, y)
 
 
 def _labels_to_numpy(y):
@@ -744,21 +834,30 @@ def measure_curvature(data, penalty, params, *, n_outputs, fit_intercept):
     rows (all of them for smaller data), in float64.
     """
     n_params = sum(p.numel() for p in params)
-    X, y, sw = data.curvature_sample(
-        CURVATURE_MAX_ROWS, densify=n_params <= DENSE_HESSIAN_MAX_PARAMS
-    )
-    normalizer = float(X.shape[0]) if sw is None else float(sw.sum())
-    if normalizer <= 0:
-        normalizer = 1.0
     # The L2 strength bounds the curvature from below only along the penalised
     # coefficients; the intercept's direction can be flatter.
     mu_floor = 0.0 if fit_intercept else penalty.l2
     coef = params[0].detach().to(torch.float64)
     intercept = params[1].detach().to(torch.float64) if fit_intercept else None
     if n_params <= DENSE_HESSIAN_MAX_PARAMS:
-        H, _ = model_hessian(X, y, sw, penalty, normalizer, coef, intercept)
+        rows = data.curvature_rows(CURVATURE_MAX_ROWS)
+        if data.sample_weight is None:
+            normalizer = float(data.n_samples if rows is None else len(rows))
+        else:
+            sw_all = (
+                data.sample_weight if rows is None else data.sample_weight[rows.to(data.device)]
+            )
+            normalizer = float(sw_all.sum()) or 1.0
+        # The Hessian is a sum over rows: accumulate it in float64, a chunk at a time.
+        H = 0.0
+        for i, (X, y, sw) in enumerate(data.float64_chunks(rows, HESSIAN_CHUNK_ROWS)):
+            part_penalty = penalty if i == 0 else penalty._replace(l2=0.0, l1=0.0)
+            part, _ = model_hessian(X, y, sw, part_penalty, normalizer, coef, intercept)
+            H = H + part
         curvature = spectrum_extremes(H, mu_floor, penalty.l2)
     else:
+        X, y, sw = data.curvature_sample(CURVATURE_MAX_ROWS, densify=False)
+        normalizer = float(X.shape[0]) if sw is None else (float(sw.sum()) or 1.0)
         f = smooth_objective_of_theta(X, y, sw, penalty, normalizer, n_outputs, fit_intercept)
         curvature = extreme_eigenvalues(f, flatten_params(coef, intercept), mu_floor=mu_floor)
     L = max(curvature.L, 1e-12)

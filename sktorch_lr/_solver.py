@@ -25,6 +25,8 @@ from ._objective import objective, optimality_gradient, penalty_term, soft_thres
 # lr="auto", full batch: the first epoch after which the curvature is measured
 # again (then every doubling), and the most the step may grow per measurement.
 FIRST_REMEASURE = 1
+# Full-data evaluations of dense X go through in blocks of this many rows.
+EVAL_CHUNK_ROWS = 32_768
 MAX_LR_GROWTH = 4.0
 
 
@@ -50,6 +52,7 @@ class SolveResult:
     n_iter: int
     loss_curve: list
     converged: bool
+    stopped: bool = False  # a callback asked to stop
     history: dict | None = None
 
 
@@ -98,17 +101,42 @@ def zero_grad_(params):
 
 
 def _evaluate(params, fit_intercept, X, y, sample_weight, penalty, normalizer):
-    """Forward + backward of the smooth objective; returns the objective (with L1)."""
+    """Forward + backward of the smooth objective; returns the objective (with L1).
+
+    Dense data taller than :data:`EVAL_CHUNK_ROWS` go through in row blocks
+    whose gradients autograd accumulates into ``.grad``: the same sum, with
+    the per-sample temporaries (logits, loss terms, their gradients) of one
+    block instead of the whole data set alive at a time.
+    """
     coef = params[0]
     intercept = params[1] if fit_intercept else None
-    loss = objective(
-        coef, intercept, X, y, sample_weight, penalty, normalizer=normalizer, include_l1=False
-    )
-    loss.backward()
+    n = X.shape[0]
+    if X.layout == torch.sparse_coo or n <= EVAL_CHUNK_ROWS:
+        loss = objective(
+            coef, intercept, X, y, sample_weight, penalty, normalizer=normalizer, include_l1=False
+        )
+        loss.backward()
+    else:
+        loss = 0.0
+        no_penalty = penalty._replace(l2=0.0, l1=0.0)
+        for start in range(0, n, EVAL_CHUNK_ROWS):
+            rows = slice(start, start + EVAL_CHUNK_ROWS)
+            part = objective(
+                coef,
+                intercept,
+                X[rows],
+                y[rows],
+                None if sample_weight is None else sample_weight[rows],
+                penalty if start == 0 else no_penalty,  # the penalty once
+                normalizer=normalizer,
+                include_l1=False,
+            )
+            part.backward()
+            loss = loss + part.detach()
     if not penalty.l1:
-        return loss.detach()
+        return loss.detach() if isinstance(loss, torch.Tensor) else loss
     with torch.no_grad():
-        return loss.detach() + penalty_term(coef, penalty._replace(l2=0.0))
+        return loss + penalty_term(coef, penalty._replace(l2=0.0))
 
 
 def _max_abs_gradient(params, penalty):
@@ -172,6 +200,7 @@ def solve(
     check_convergence=True,
     track_gradients=False,
     remeasure=None,
+    callbacks=None,
     verbose=0,
 ):
     """Run up to ``max_iter`` epochs of momentum SGD on ``params`` in place.
@@ -194,6 +223,8 @@ def solve(
         it is the starting size: it doubles whenever the objective stalls.
     generator : torch.Generator
         The only source of randomness (the mini-batch order).
+    callbacks : sktorch_lr._callbacks.FitCallbacks or None
+        scikit-learn callback hooks around each epoch; one may stop training.
     remeasure : callable or None
         ``params -> (lr, momentum)``: the full-batch rule from the curvature at
         ``params`` (``lr="auto"``). In full batch it is called after epochs 1,
@@ -223,7 +254,7 @@ def solve(
     _check_finite(f, state, epoch=0)
     f_start = previous = f
     loss_curve = []
-    converged = False
+    converged = stopped = False
     count = 0  # epochs of recent rises (full batch) / epochs without progress (mini-batch)
     best = f
     best_params = [p.detach().clone() for p in params] if state.adaptive else None
@@ -232,6 +263,8 @@ def solve(
     next_remeasure = FIRST_REMEASURE
     epoch = 0
     for epoch in range(1, max_iter + 1):
+        if callbacks is not None:
+            callbacks.epoch_begin(params)
         if history is not None:
             history.epoch_start(params)
         if full_batch:
@@ -267,6 +300,9 @@ def solve(
                 f"Epoch {epoch}: objective {f:.8g}, max|grad| {grad_max:.3e}, "
                 f"lr {state.lr:.4g}, momentum {state.momentum:.4g}"
             )
+        if callbacks is not None and callbacks.epoch_end(params):
+            stopped = True
+            break
         if check_convergence and grad_max <= tol:
             converged = True
             break
@@ -293,6 +329,7 @@ def solve(
         n_iter=epoch,
         loss_curve=loss_curve,
         converged=converged,
+        stopped=stopped,
         history=None if history is None else history.rows,
     )
 
