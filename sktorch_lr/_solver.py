@@ -139,10 +139,18 @@ def _evaluate(params, fit_intercept, X, y, sample_weight, penalty, normalizer):
         return loss + penalty_term(coef, penalty._replace(l2=0.0))
 
 
-def _max_abs_gradient(params, penalty):
+def _read_back(objective_value, params, penalty, with_gradient):
+    """The objective and the gradient's largest entry, in one device-to-host transfer.
+
+    The only synchronisation of an epoch (on a GPU the rest stays on the device).
+    """
+    if not with_gradient:
+        return float(objective_value), math.nan
     grads = [optimality_gradient(params[0].grad, params[0].detach(), penalty.l1)]
     grads += [p.grad for p in params[1:]]
-    return max(float(v) for v in torch._foreach_norm(grads, math.inf))
+    grad_max = torch.stack(torch._foreach_norm(grads, math.inf)).max()
+    f, g = torch.stack([objective_value.to(grad_max.dtype), grad_max]).tolist()
+    return f, g
 
 
 class _History:
@@ -278,7 +286,10 @@ def solve(
                 _evaluate(params, fit_intercept, Xb, yb, swb, penalty, S * len(idx) / n)
                 _step(params, state, penalty)
         zero_grad_(params)
-        f = float(_evaluate(params, fit_intercept, X, y, sw, penalty, S))
+        # With tol=0 nothing reads the gradient's size: skip it unless it is printed.
+        want_grad = (check_convergence and tol > 0) or bool(verbose)
+        f_t = _evaluate(params, fit_intercept, X, y, sw, penalty, S)
+        f, grad_max = _read_back(f_t, params, penalty, want_grad)
         if state.adaptive and not f <= f_start + noise * max(abs(f_start), 1.0):
             # Worse than the start (or non-finite): the step was far too long
             # for where the iterate went. Go back to the best point, forget the
@@ -287,14 +298,12 @@ def solve(
             state.buffers = []
             _halve_lr(state, epoch, factor=0.25)
             zero_grad_(params)
-            f = float(_evaluate(params, fit_intercept, X, y, sw, penalty, S))
+            f_t = _evaluate(params, fit_intercept, X, y, sw, penalty, S)
+            f, grad_max = _read_back(f_t, params, penalty, want_grad)
         _check_finite(f, state, epoch, f_start)
         loss_curve.append(f)
         if history is not None:
             history.epoch_end(params, f)
-        # With tol=0 nothing reads it: skip it unless it is printed.
-        watch = check_convergence and tol > 0
-        grad_max = _max_abs_gradient(params, penalty) if watch or verbose else math.nan
         if verbose >= 2 or (verbose and (epoch == 1 or epoch % 20 == 0)):
             print(
                 f"Epoch {epoch}: objective {f:.8g}, max|grad| {grad_max:.3e}, "
