@@ -243,16 +243,6 @@ def heavy_ball_rule(L, mu):
     return StepRule(4.0 / (math.sqrt(L) + math.sqrt(mu)) ** 2, rate**2, rate, L, mu, kappa)
 
 
-def robust_heavy_ball_rule(L, mu):
-    """Heavy ball with ``lr = 1 / L`` and ``momentum = (sqrt(kappa) - 1) / (sqrt(kappa) + 1)``."""
-    mu, kappa = _condition(L, mu)
-    root = math.sqrt(kappa)
-    momentum = (root - 1.0) / (root + 1.0)
-    lr = 1.0 / L
-    rate = max(heavy_ball_radius(lr, momentum, h) for h in (mu, L))
-    return StepRule(lr, momentum, rate, L, mu, kappa)
-
-
 def nesterov_rule(L, mu):
     """Nesterov's constant-momentum choice for a ``mu``-strongly convex, ``L``-smooth objective.
 

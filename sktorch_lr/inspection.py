@@ -26,7 +26,6 @@ from ._curvature import (
     extreme_eigenvalues,
     heavy_ball_rule,
     linear_model_hessian,
-    robust_heavy_ball_rule,
     smooth_objective_of_theta,
     split_theta,
 )
@@ -288,13 +287,11 @@ class GradientInspector:
         recommendation : Bunch
             ``lr``, ``momentum``, ``rate`` (predicted error contraction per
             full-batch step), ``epochs_per_decade`` (steps per tenfold error
-            reduction), ``L``, ``mu``, ``condition_number``, ``auto`` (the
-            more conservative ``lr`` / ``momentum`` that ``lr="auto"`` uses from
-            the same curvature) and ``caveats``.
+            reduction), ``L``, ``mu``, ``condition_number`` and ``caveats``.
+            ``lr="auto"`` starts from the same values at the same point.
         """
-        curvature = extreme_eigenvalues(self._smooth(), self._theta)
+        curvature = extreme_eigenvalues(self._smooth(), self._theta, l2=self._penalty.l2)
         rule = heavy_ball_rule(curvature.L, curvature.mu)
-        auto = robust_heavy_ball_rule(curvature.L, curvature.mu)
         rate = rule.rate
         return Bunch(
             lr=rule.lr,
@@ -304,15 +301,15 @@ class GradientInspector:
             L=rule.L,
             mu=rule.mu,
             condition_number=rule.condition_number,
-            auto=Bunch(lr=auto.lr, momentum=auto.momentum, rate=auto.rate),
             caveats=(
                 "Local theory: the rates hold for a quadratic with this Hessian, i.e. near "
                 "the point where it was measured; the logistic loss's curvature shrinks as the "
                 "fit sharpens, so values measured at the start are conservative near the "
                 "optimum and values measured at the optimum may be too long at the start. "
                 "Full-batch theory: mini-batch noise needs smaller steps. Polyak's values sit "
-                "on the edge of stability on non-quadratic losses; lr='auto' uses lr = 1/L with "
-                "momentum (sqrt(kappa)-1)/(sqrt(kappa)+1), restarts and re-measurement instead."
+                "on the edge of stability on non-quadratic losses; lr='auto' starts from them "
+                "and re-measures the curvature, restarts the momentum and shortens the step "
+                "when the objective rises."
             ),
         )
 

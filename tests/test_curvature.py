@@ -15,7 +15,6 @@ from sktorch_lr._curvature import (
     lr_for_momentum,
     model_hessian,
     nesterov_rule,
-    robust_heavy_ball_rule,
     smooth_objective_of_theta,
 )
 from sktorch_lr._objective import penalty_strengths
@@ -77,8 +76,6 @@ def test_other_rules():
     L, mu = 100.0, 1.0
     nes = nesterov_rule(L, mu)
     assert nes.lr == 0.01 and nes.momentum == pytest.approx(9 / 11)
-    hb = robust_heavy_ball_rule(L, mu)
-    assert hb.lr == 0.01 and hb.rate < 1
     fixed = lr_for_momentum(L, mu, 0.5)
     assert fixed.lr == pytest.approx(1.5 / L) and fixed.momentum == 0.5 and fixed.rate < 1
 
