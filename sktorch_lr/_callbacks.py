@@ -77,7 +77,13 @@ class FitCallbacks:
 
 
 def fit_callbacks(estimator, X, y, sample_weight, max_epochs, snapshot):
-    """A :class:`FitCallbacks` for this fit, or None without ``sklearn.callback``."""
-    if not HAS_CALLBACKS:
+    """A :class:`FitCallbacks` for this fit; None without ``sklearn.callback`` or callbacks.
+
+    With no callback set on the estimator and none propagated to it by a
+    meta-estimator there is nothing to call, and the context is not built.
+    """
+    if not HAS_CALLBACKS or not (
+        getattr(estimator, "_skl_callbacks", None) or hasattr(estimator, "_parent_callback_ctx")
+    ):
         return None
     return FitCallbacks(estimator, X, y, sample_weight, max_epochs, snapshot)

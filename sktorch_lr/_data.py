@@ -166,6 +166,14 @@ class TrainingData:
     def float64_chunks(self, rows, chunk_rows):
         """``(X, y, sample_weight)`` of ``rows`` (None: all), dense float64, in chunks."""
         n = self.n_samples if rows is None else len(rows)
+        if rows is None and n <= chunk_rows and self.X.layout != torch.sparse_coo:
+            X, y, sw = self.full()
+            yield (
+                X.to(torch.float64),
+                y.to(torch.float64) if y.is_floating_point() else y,
+                None if sw is None else sw.to(torch.float64),
+            )
+            return
         for start in range(0, n, chunk_rows):
             if rows is None:
                 idx = torch.arange(start, min(start + chunk_rows, n))
