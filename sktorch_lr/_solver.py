@@ -25,6 +25,7 @@ from ._objective import objective, optimality_gradient, penalty_term, soft_thres
 # lr="auto", full batch: the first epoch after which the curvature is measured
 # again (then every doubling), and the most the step may grow per measurement.
 FIRST_REMEASURE = 1
+REMEASURE_GROWTH = 2
 # Full-data evaluations of dense X go through in blocks of this many rows.
 EVAL_CHUNK_ROWS = 32_768
 MAX_LR_GROWTH = 4.0
@@ -335,7 +336,7 @@ def solve(
             # Once the curvature has settled (the step changes by under 10%),
             # measure it four times less often.
             settled = abs(lr - state.lr) < 0.1 * state.lr
-            next_remeasure *= 8 if settled else 2
+            next_remeasure *= REMEASURE_GROWTH**3 if settled else REMEASURE_GROWTH
             retune(state, lr, momentum)
     zero_grad_(params)
     return SolveResult(
