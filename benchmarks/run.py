@@ -22,7 +22,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -79,32 +78,6 @@ def median_time(fn, repeats):
         out = fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times)), out
-
-
-def _rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_memory(fn):
-    """Peak RSS above the starting RSS while ``fn`` runs (bytes), sampled every 2 ms."""
-    start = _rss()
-    peak = [start]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    return max(peak[0], _rss()) - start
 
 
 def objective_value(coef, intercept, X, y, C):
@@ -257,7 +230,7 @@ def time_to_target(make, X, y, C, target, max_iter=4096, repeats=1):
     return None, None
 
 
-def bench_case(name, X, y, C, repeats, with_skorch, lesson_settings=False, memory=False):
+def bench_case(name, X, y, C, repeats, with_skorch, lesson_settings=False):
     rows = []
     opt = optimum(X, y, C)
     opt_inf = optimum(X, y, np.inf) if lesson_settings else None
@@ -286,10 +259,6 @@ def bench_case(name, X, y, C, repeats, with_skorch, lesson_settings=False, memor
             "time_to_opt_plus_1e-3_s": t_target,
             "iters_to_opt_plus_1e-3": it_target,
         }
-        if memory:
-            row["peak_extra_memory_mb"] = (
-                peak_memory(lambda make=make, it=it: make(it).fit(X, y)) / 2**20
-            )
         rows.append(row)
         print(f"  {method:45s} {seconds * 1e3:9.2f} ms  gap {gap: .2e}", flush=True)
     return rows

@@ -43,6 +43,25 @@ def _problem(n=200, d=6, seed=0):
     return TrainingData(X, y, None, binary=True, device=torch.device("cpu"), dtype=torch.float64)
 
 
+def _solve(state, penalty=None, **kw):
+    """``solve`` on the default problem from zero parameters, full batch: (result, params)."""
+    data = _problem()
+    penalty = penalty or penalty_strengths(1.0, 0.0, data.weight_sum)
+    params = _params()
+    kw = {"max_iter": 1000, "tol": 1e-6, **kw}
+    result = solve(
+        params,
+        data,
+        penalty,
+        state,
+        fit_intercept=True,
+        batch_size=None,
+        generator=torch.Generator(),
+        **kw,
+    )
+    return result, params
+
+
 def _params(d=6):
     return [
         torch.zeros(1, d, dtype=torch.float64, requires_grad=True),
@@ -51,21 +70,9 @@ def _params(d=6):
 
 
 def test_proximal_step_gives_exact_zeros():
-    data = _problem()
-    params = _params()
-    penalty = penalty_strengths(0.1, 1.0, data.weight_sum)
+    penalty = penalty_strengths(0.1, 1.0, _problem().weight_sum)
     state = SolverState(lr=0.5, momentum=0.5, nesterov=False, adaptive=False)
-    result = solve(
-        params,
-        data,
-        penalty,
-        state,
-        fit_intercept=True,
-        max_iter=2000,
-        tol=1e-8,
-        batch_size=None,
-        generator=torch.Generator(),
-    )
+    result, params = _solve(state, penalty, max_iter=2000, tol=1e-8)
     assert result.converged
     coef = params[0].detach()[0]
     assert coef[0] != 0  # the informative feature survives
@@ -73,55 +80,21 @@ def test_proximal_step_gives_exact_zeros():
 
 
 def test_divergence_is_detected_with_a_fixed_lr():
-    data = _problem()
     state = SolverState(lr=1e4, momentum=0.9, nesterov=False, adaptive=False)
     with pytest.raises(DivergenceError, match="lr=1e\\+04"):
-        solve(
-            _params(),
-            data,
-            penalty_strengths(1.0, 0.0, data.weight_sum),
-            state,
-            fit_intercept=True,
-            max_iter=1000,
-            tol=1e-6,
-            batch_size=None,
-            generator=torch.Generator(),
-        )
+        _solve(state)
 
 
 def test_adaptive_mode_recovers_from_a_far_too_long_step():
-    data = _problem()
     state = SolverState(lr=1e4, momentum=0.9, nesterov=False, adaptive=True)
-    result = solve(
-        _params(),
-        data,
-        penalty_strengths(1.0, 0.0, data.weight_sum),
-        state,
-        fit_intercept=True,
-        max_iter=1000,
-        tol=1e-6,
-        batch_size=None,
-        generator=torch.Generator(),
-    )
+    result, _ = _solve(state)
     assert result.converged
     assert state.lr < 1e4
 
 
 def test_gradient_history_is_recorded():
-    data = _problem()
     state = SolverState(lr=1.0, momentum=0.5, nesterov=False, adaptive=False)
-    result = solve(
-        _params(),
-        data,
-        penalty_strengths(1.0, 0.0, data.weight_sum),
-        state,
-        fit_intercept=True,
-        max_iter=50,
-        tol=1e-6,
-        batch_size=None,
-        generator=torch.Generator(),
-        track_gradients=True,
-    )
+    result, _ = _solve(state, max_iter=50, track_gradients=True)
     h = result.history
     assert set(h) >= {"objective", "grad_norm", "update_norm", "distance_from_init", "coef"}
     assert all(len(v) == result.n_iter for v in h.values())
