@@ -51,6 +51,8 @@ html_theme_options = {
     "show_toc_level": 2,
 }
 html_static_path = ["_static"]
+# MathJax ships with the docs (docs/_static/mathjax), so formulas render offline too.
+mathjax_path = "mathjax/tex-chtml.js"
 templates_path = []
 exclude_patterns = ["_build"]
 nitpicky = False
