@@ -18,6 +18,9 @@ __all__ = [
 ]
 
 
+_CLASS_COLOURS = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
+
+
 def _pyplot():
     try:
         import matplotlib.pyplot as plt
@@ -36,7 +39,7 @@ def _axes(ax, figsize=(6, 5)):
 
 
 def _scatter_classes(ax, X, y, classes):
-    colors = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"]
+    colors = _CLASS_COLOURS
     for i, label in enumerate(classes):
         mask = np.asarray(y) == label
         ax.scatter(
@@ -52,17 +55,25 @@ def _scatter_classes(ax, X, y, classes):
         )
 
 
-def _colour_kwargs(binary):
-    """``cmap`` for a binary surface; ``multiclass_colors`` where sklearn has it (>= 1.7)."""
+def _colour_kwargs(n_classes):
+    """``cmap`` for a binary surface; for several classes, regions in the points' colours.
+
+    ``multiclass_colors`` exists from scikit-learn 1.7; before, a qualitative colour map.
+    """
     import inspect
 
     from sklearn.inspection import DecisionBoundaryDisplay
 
-    if binary:
+    if n_classes == 2:
         return {"cmap": "RdBu"}
     if "multiclass_colors" in inspect.signature(DecisionBoundaryDisplay.from_estimator).parameters:
-        return {"multiclass_colors": "Pastel1"}
-    return {"cmap": "Pastel1"}
+        colours = [_CLASS_COLOURS[i % len(_CLASS_COLOURS)] for i in range(n_classes)]
+        return {"multiclass_colors": colours}
+    return {"cmap": "tab10"}
+
+
+def _label(value):
+    return f"{value:g}" if isinstance(value, (int, float, np.number)) else f"{value}"
 
 
 def plot_decision_boundary(
@@ -100,8 +111,8 @@ def plot_decision_boundary(
         response_method="predict_proba" if binary else "predict",
         plot_method="contourf",
         grid_resolution=grid_resolution,
-        **_colour_kwargs(binary),
-        alpha=0.35,
+        **_colour_kwargs(len(classes)),
+        alpha=0.35 if binary else 0.2,
         ax=ax,
         xlabel=feature_names[0],
         ylabel=feature_names[1],
@@ -111,7 +122,7 @@ def plot_decision_boundary(
             display.xx0, display.xx1, display.response, levels=[0.5], colors="k", linewidths=1.5
         )
         ax.plot([], [], color="k", label="boundary p = 0.5")
-        ax.figure.colorbar(display.surface_, ax=ax, label=f"P(class {classes[1]})")
+        ax.figure.colorbar(display.surface_, ax=ax, label=f"P(class {_label(classes[1])})")
     _scatter_classes(ax, X, y, classes)
     ax.legend(loc="best", fontsize="small")
     name = type(estimator).__name__
