@@ -287,10 +287,12 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one epoch of momentum SGD on ``(X, y)``, continuing from the current state.
 
-        The step size (for ``lr="auto"``) is measured on the first call's data
-        and kept, as are the momentum buffers and the random generator, so a
-        stream of calls is one continuous training run. The penalty of each
-        call is scaled by that call's weight sum (the objective of the chunk).
+        The momentum buffers, the step size and the random generator carry
+        over, so a stream of calls is one continuous training run. With
+        ``lr="auto"`` the step is the stochastic rule ``(1 - momentum) / L``,
+        ``L`` measured on the chunks of calls 1, 2, 4, 8, ... The penalty of
+        each call is scaled by that call's weight sum (the objective of the
+        chunk), as ``SGDClassifier.partial_fit`` does.
 
         Parameters
         ----------
