@@ -26,6 +26,9 @@ from ._objective import objective, optimality_gradient, penalty_term, soft_thres
 # again (then every doubling), and the most the step may grow per measurement.
 FIRST_REMEASURE = 1
 REMEASURE_GROWTH = 2
+# lr="auto": an objective that climbs back more than this fraction of the way
+# from the best value to the starting one is reverted to the best point.
+REVERT_FRACTION = 0.5
 # Full-data evaluations of dense X go through in blocks of this many rows.
 EVAL_CHUNK_ROWS = 32_768
 MAX_LR_GROWTH = 4.0
@@ -291,10 +294,12 @@ def solve(
         want_grad = (check_convergence and tol > 0) or bool(verbose)
         f_t = _evaluate(params, fit_intercept, X, y, sw, penalty, S)
         f, grad_max = _read_back(f_t, params, penalty, want_grad)
-        if state.adaptive and not f <= f_start + noise * max(abs(f_start), 1.0):
-            # Worse than the start (or non-finite): the step was far too long
-            # for where the iterate went. Go back to the best point, forget the
-            # momentum and quarter the step.
+        ceiling = best + REVERT_FRACTION * (f_start - best) + noise * max(abs(f_start), 1.0)
+        if state.adaptive and not f <= ceiling:
+            # Back more than halfway from the best value to the start (or
+            # non-finite): the step was far too long for where the iterate
+            # went. Go back to the best point, forget the momentum and quarter
+            # the step.
             _restore_(params, best_params)
             state.buffers = []
             _halve_lr(state, epoch, factor=0.25)
