@@ -43,7 +43,7 @@ AUTO_FULL_BATCH_MAX = 2**24
 AUTO_BATCH_SIZE = 65_536
 # Rows the curvature of lr="auto" is measured on (evenly strided, no RNG).
 CURVATURE_MAX_ROWS = 16_384
-HESSIAN_CHUNK_ROWS = 4096
+HESSIAN_CHUNK_ROWS = 2048
 DEFAULT_MOMENTUM = 0.9
 
 
