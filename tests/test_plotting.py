@@ -61,7 +61,8 @@ def test_snapshots_animation_and_gif(fitted, tmp_path):
     path = plotting.save_training_gif(est, X, y, tmp_path / "t.gif", every=5)
     from PIL import Image
 
-    assert Image.open(path).n_frames == len(range(5, est.n_iter_ + 1, 5)) + (est.n_iter_ % 5 != 0)
+    with Image.open(path) as gif:
+        assert gif.n_frames == len(range(5, est.n_iter_ + 1, 5)) + (est.n_iter_ % 5 != 0)
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch, fitted):
