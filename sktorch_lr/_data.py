@@ -167,12 +167,7 @@ class TrainingData:
         """``(X, y, sample_weight)`` of ``rows`` (None: all), dense float64, in chunks."""
         n = self.n_samples if rows is None else len(rows)
         if rows is None and n <= chunk_rows and self.X.layout != torch.sparse_coo:
-            X, y, sw = self.full()
-            yield (
-                X.to(torch.float64),
-                y.to(torch.float64) if y.is_floating_point() else y,
-                None if sw is None else sw.to(torch.float64),
-            )
+            yield _to_float64(*self.full())
             return
         for start in range(0, n, chunk_rows):
             if rows is None:
@@ -182,30 +177,21 @@ class TrainingData:
             X, y, sw = self.batch(idx)
             if X.layout == torch.sparse_coo:
                 X = X.to_dense()
-            yield (
-                X.to(torch.float64),
-                y.to(torch.float64) if y.is_floating_point() else y,
-                None if sw is None else sw.to(torch.float64),
-            )
+            yield _to_float64(X, y, sw)
 
-    def curvature_sample(self, max_rows, densify=True, float64=True):
-        """At most ``max_rows`` evenly strided rows (dense if ``densify``, float64 if asked).
+    def curvature_sample(self, max_rows):
+        """The :meth:`curvature_rows` in float64, in one piece (sparse stays sparse).
 
-        Deterministic (no random numbers drawn), so that measuring curvature
-        never changes what ``random_state`` produces.
+        For power iteration on Hessian-vector products, which needs no dense copy.
         """
-        if self.n_samples <= max_rows:
-            idx = None
-        else:
-            idx = torch.linspace(0, self.n_samples - 1, max_rows).round().long()
-        if idx is None:
-            X, y, sw = self.full()
-        else:
-            X, y, sw = self.batch(idx)
-        if densify and X.layout == torch.sparse_coo:
-            X = X.to_dense()
-        if float64:
-            X = X.to(torch.float64)
-            y = y.to(torch.float64) if y.is_floating_point() else y
-            sw = None if sw is None else sw.to(torch.float64)
-        return X, y, sw
+        rows = self.curvature_rows(max_rows)
+        return _to_float64(*(self.full() if rows is None else self.batch(rows)))
+
+
+def _to_float64(X, y, sample_weight):
+    """``(X, y, sample_weight)`` in float64 (integer class indices stay integers)."""
+    return (
+        X.to(torch.float64),
+        y.to(torch.float64) if y.is_floating_point() else y,
+        None if sample_weight is None else sample_weight.to(torch.float64),
+    )

@@ -23,15 +23,16 @@ import torch
 from ._objective import objective, optimality_gradient, penalty_term, soft_threshold_
 
 # lr="auto", full batch: the first epoch after which the curvature is measured
-# again (then every doubling), and the most the step may grow per measurement.
+# again, the factor between measurements, and the most the step may grow per
+# measurement.
 FIRST_REMEASURE = 1
 REMEASURE_GROWTH = 2
+MAX_LR_GROWTH = 4.0
 # lr="auto": an objective that climbs back more than this fraction of the way
 # from the best value to the starting one is reverted to the best point.
 REVERT_FRACTION = 0.5
 # Full-data evaluations of dense X go through in blocks of this many rows.
 EVAL_CHUNK_ROWS = 32_768
-MAX_LR_GROWTH = 4.0
 
 
 class DivergenceError(ValueError):
@@ -74,7 +75,7 @@ def momentum_step_(params, state):
         if m == 0:
             torch._foreach_add_(params, grads, alpha=-state.lr)
             return
-        if not state.buffers or any(b is None for b in state.buffers):
+        if not state.buffers:
             state.buffers = [torch.clone(g).detach() for g in grads]
         else:
             torch._foreach_mul_(state.buffers, m)
@@ -95,7 +96,7 @@ def proximal_l1_(coef, state, l1, coef_before):
     """
     with torch.no_grad():
         soft_threshold_(coef, state.lr * l1)
-        if state.buffers and state.buffers[0] is not None:
+        if state.buffers:
             state.buffers[0].copy_((coef_before - coef) / state.lr)
 
 
@@ -138,7 +139,7 @@ def _evaluate(params, fit_intercept, X, y, sample_weight, penalty, normalizer):
             part.backward()
             loss = loss + part.detach()
     if not penalty.l1:
-        return loss.detach() if isinstance(loss, torch.Tensor) else loss
+        return loss.detach()
     with torch.no_grad():
         return loss + penalty_term(coef, penalty._replace(l2=0.0))
 
@@ -267,7 +268,8 @@ def solve(
     f_start = previous = f
     loss_curve = []
     converged = stopped = False
-    count = 0  # epochs of recent rises (full batch) / epochs without progress (mini-batch)
+    rises = []  # full batch: epochs of the recent rises of the objective
+    stalls = 0  # mini-batches: epochs in a row without a new best
     best = f
     best_params = [p.detach().clone() for p in params] if state.adaptive else None
     # Rises smaller than this are rounding, not a sign of a too-long step.
@@ -321,9 +323,10 @@ def solve(
         if check_convergence and grad_max <= tol:
             converged = True
             break
-        if state.adaptive:
-            reference = previous if full_batch else best
-            count, grow = _adapt(state, f, reference, count, epoch, full_batch, noise)
+        if state.adaptive and full_batch:
+            rises = _react_full_batch(state, f, previous, rises, epoch, noise)
+        elif state.adaptive:
+            stalls, grow = _react_mini_batch(f, best, stalls, noise)
             if grow:
                 batch_size *= 2
                 if batch_size >= n:
@@ -361,39 +364,41 @@ def _step(params, state, penalty):
         proximal_l1_(coef, state, penalty.l1, before)
 
 
-def _adapt(state, f, reference, count, epoch, full_batch, noise):
-    """``lr="auto"``'s reaction to the objective after an epoch.
+def _react_full_batch(state, f, previous, rises, epoch, noise):
+    """``lr="auto"``, full batch: react to the objective ``f`` after ``epoch``.
 
-    Returns ``(count, grow_batch)``. Full batch (``reference`` is the previous
-    epoch's objective, ``count`` the epochs since each recent rise): a rise
-    restarts the momentum (O'Donoghue & Candes' function restart); three
-    rises within six epochs mean the step is too long for this region (a
-    steady rise, or the period-two rattle of a step past ``2 / L``), so
-    ``lr`` is halved. Mini-batches (``reference`` is the best objective so
-    far, ``count`` the epochs without a new best): three in a row mean the
+    ``rises`` holds the epochs of the recent rises; the updated list is
+    returned. A rise restarts the momentum (O'Donoghue & Candes' function
+    restart); three rises within six epochs mean the step is too long for this
+    region (a steady rise, or the period-two rattle of a step past ``2 / L``),
+    so ``lr`` is halved.
+    """
+    rises = [e for e in rises if e > epoch - 6]
+    if f - previous <= noise * max(abs(previous), 1.0):
+        return rises
+    state.buffers = []
+    rises.append(epoch)
+    if len(rises) >= 3:
+        _halve_lr(state, epoch)
+        return []
+    return rises
+
+
+def _react_mini_batch(f, best, stalls, noise):
+    """``lr="auto"``, mini-batches: ``(stalls, grow_batch)`` after an epoch.
+
+    ``stalls`` counts the epochs in a row without a new best. Three mean the
     iterate is rattling in the gradient noise, so the batch doubles (Smith et
     al., 2018, "Don't decay the learning rate, increase the batch size"),
     which lowers the noise the way a smaller step would, until it is the full
     batch.
     """
-    scale = noise * max(abs(reference), 1.0)
-    if full_batch:
-        recent = [e for e in (count or []) if e > epoch - 6]
-        if f - reference <= scale:
-            return recent, False
-        state.buffers = []
-        recent.append(epoch)
-        if len(recent) >= 3:
-            _halve_lr(state, epoch)
-            recent = []
-        return recent, False
-    count = count if isinstance(count, int) else 0
-    if f - reference <= -scale:
+    if f - best <= -noise * max(abs(best), 1.0):
         return 0, False
-    count += 1
-    if count >= 3:
+    stalls += 1
+    if stalls >= 3:
         return 0, True
-    return count, False
+    return stalls, False
 
 
 def retune(state, lr, momentum):
@@ -405,9 +410,8 @@ def retune(state, lr, momentum):
     """
     lr = min(lr, MAX_LR_GROWTH * state.lr)
     with torch.no_grad():
-        for buf in state.buffers:
-            if buf is not None:
-                buf.mul_(state.lr / lr)
+        if state.buffers:
+            torch._foreach_mul_(state.buffers, state.lr / lr)
     state.lr, state.momentum = lr, momentum
 
 
