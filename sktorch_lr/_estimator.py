@@ -372,13 +372,17 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             raise ValueError("The sample weights sum to zero; at least one must be positive.")
         penalty = penalty_strengths(self.C, self.l1_ratio, data.weight_sum)
 
-        module = LogisticRegressionModule(
-            n_features, n_outputs, bias=self.fit_intercept, dtype=dtype, device=device
-        )
-        if previous_module is not None:
-            with torch.no_grad():
-                for new, old in zip(module.parameters(), previous_module.parameters(), strict=True):
-                    new.copy_(old)
+        def new_module(parameters=None):
+            return _module_with(
+                parameters,
+                n_features,
+                n_outputs,
+                bias=self.fit_intercept,
+                dtype=dtype,
+                device=device,
+            )
+
+        module = new_module(None if previous_module is None else previous_module.parameters())
         params = list(module.parameters())
         batch_size = self._resolved_batch_size(n_samples)
         remeasure = None
@@ -407,22 +411,9 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
 
         def snapshot(current):
             """Fitted attributes at ``current``, for callbacks' ``fitted_estimator``."""
-            copy_ = LogisticRegressionModule(
-                n_features, n_outputs, bias=self.fit_intercept, dtype=dtype, device=device
-            )
-            with torch.no_grad():
-                for new, p in zip(copy_.parameters(), current, strict=True):
-                    new.copy_(p)
-            return {
-                "classes_": classes,
-                "module_": copy_,
-                "coef_": copy_.linear.weight.detach().cpu().double().numpy(),
-                "intercept_": (
-                    copy_.linear.bias.detach().cpu().double().numpy()
-                    if self.fit_intercept
-                    else np.zeros(n_outputs)
-                ),
-            }
+            copy_ = new_module(current)
+            coef, intercept = _numpy_params(copy_)
+            return {"classes_": classes, "module_": copy_, "coef_": coef, "intercept_": intercept}
 
         callbacks = fit_callbacks(self, *hook_data, max_iter, snapshot)
         result = solve(
@@ -445,11 +436,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         # Commit: nothing above touched self.
         self.classes_ = classes
         self.module_ = module
-        self.coef_ = module.linear.weight.detach().cpu().numpy().astype(np.float64)
-        if self.fit_intercept:
-            self.intercept_ = module.linear.bias.detach().cpu().numpy().astype(np.float64)
-        else:
-            self.intercept_ = np.zeros(n_outputs)
+        self.coef_, self.intercept_ = _numpy_params(module)
         self.lr_ = solver_state.lr
         self.momentum_ = solver_state.momentum
         self._solver_state = solver_state
@@ -858,7 +845,7 @@ def measure_curvature(data, penalty, params, *, n_outputs, fit_intercept):
             H = H + part
         curvature = spectrum_extremes(H, mu_floor, penalty.l2)
     else:
-        X, y, sw = data.curvature_sample(CURVATURE_MAX_ROWS, densify=False)
+        X, y, sw = data.curvature_sample(CURVATURE_MAX_ROWS)
         normalizer = float(X.shape[0]) if sw is None else (float(sw.sum()) or 1.0)
         f = smooth_objective_of_theta(X, y, sw, penalty, normalizer, n_outputs, fit_intercept)
         curvature = extreme_eigenvalues(f, flatten_params(coef, intercept), mu_floor=mu_floor)
@@ -866,15 +853,37 @@ def measure_curvature(data, penalty, params, *, n_outputs, fit_intercept):
     return curvature._replace(L=L)
 
 
+def _module_with(parameters, n_features, n_outputs, *, bias, dtype, device):
+    """A new module holding copies of ``parameters`` (zeros when None), on ``device``."""
+    module = LogisticRegressionModule(n_features, n_outputs, bias=bias, dtype=dtype, device=device)
+    if parameters is not None:
+        with torch.no_grad():
+            for new, old in zip(module.parameters(), parameters, strict=True):
+                new.copy_(old)
+    return module
+
+
 def _module_to_cpu(module):
     weight = module.linear.weight
-    cpu = LogisticRegressionModule(
-        weight.shape[1], weight.shape[0], bias=module.linear.bias is not None, dtype=weight.dtype
+    return _module_with(
+        module.parameters(),
+        weight.shape[1],
+        weight.shape[0],
+        bias=module.linear.bias is not None,
+        dtype=weight.dtype,
+        device=torch.device("cpu"),
     )
-    cpu.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
-    return cpu
+
+
+def _numpy_params(module):
+    """``(coef_, intercept_)`` of a module as float64 numpy (zeros without a bias)."""
+    weight, bias = module.linear.weight, module.linear.bias
+    coef = weight.detach().cpu().numpy().astype(np.float64)
+    if bias is None:
+        return coef, np.zeros(weight.shape[0])
+    return coef, bias.detach().cpu().numpy().astype(np.float64)
 
 
 def _state_on(state, device):
-    state.buffers = [None if b is None else b.to(device) for b in state.buffers]
+    state.buffers = [b.to(device) for b in state.buffers]
     return state
