@@ -221,22 +221,26 @@ def _snapshot_epochs(estimator, every):
     return h, epochs
 
 
-def _draw_frame(ax, estimator, X, y, h, epoch, xlim, ylim):
+def _frame_title(estimator, X, y, h, epoch):
+    """The lesson's caption of a snapshot: epoch, objective, accuracy, weights, bias."""
     coef, intercept = h["coef"][epoch - 1], h["intercept"][epoch - 1]
     z = X @ coef.T + intercept
     pred = (z[:, 0] > 0).astype(int) if z.shape[1] == 1 else z.argmax(1)
     acc = np.mean(estimator.classes_[pred] == np.asarray(y))
+    return (
+        f"epoch {epoch}: loss {h['objective'][epoch - 1]:.3f}, acc {acc:.1%}\n"
+        f"w = ({coef[0, 0]:.2f}, {coef[0, 1]:.2f}), b = {intercept[0]:.2f}"
+    )
+
+
+def _draw_frame(ax, estimator, X, y, h, epoch, xlim, ylim):
     _scatter_classes(ax, X, y, estimator.classes_)
-    _lesson_line(ax, coef, intercept, xlim)
+    _lesson_line(ax, h["coef"][epoch - 1], h["intercept"][epoch - 1], xlim)
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.set_title(
-        f"epoch {epoch}: loss {h['objective'][epoch - 1]:.3f}, acc {acc:.1%}\n"
-        f"w = ({coef[0, 0]:.2f}, {coef[0, 1]:.2f}), b = {intercept[0]:.2f}",
-        fontsize="small",
-    )
+    ax.set_title(_frame_title(estimator, X, y, h, epoch), fontsize="small")
 
 
 def _limits(X, pad=1.0):
@@ -300,13 +304,7 @@ def _animation(estimator, X, y, every, title):
         coef, intercept = h["coef"][epoch - 1], h["intercept"][epoch - 1]
         (w0, w1), b = coef[0], intercept[0]
         line.set_data(x1, (-w0 * x1 - b) / w1 if abs(w1) > 1e-12 else np.full_like(x1, np.nan))
-        z = X @ coef.T + intercept
-        acc = np.mean(estimator.classes_[(z[:, 0] > 0).astype(int)] == np.asarray(y))
-        ax.set_title(
-            f"epoch {epoch}: loss {h['objective'][epoch - 1]:.3f}, acc {acc:.1%}\n"
-            f"w = ({w0:.2f}, {w1:.2f}), b = {b:.2f}",
-            fontsize="small",
-        )
+        ax.set_title(_frame_title(estimator, X, y, h, epoch), fontsize="small")
         return [line]
 
     return fig, draw, len(epochs)
