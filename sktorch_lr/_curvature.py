@@ -276,3 +276,381 @@ def heavy_ball_radius(lr, momentum, h):
     if disc <= 0:
         return math.sqrt(momentum)
     return (abs(b) + math.sqrt(disc)) / 2.0
+
+
+# ------------------------------------------------------------ preconditioning
+#
+# lr="auto" runs momentum SGD on the preconditioned gradient ``P^-1 g``. ``P``
+# is the measured Hessian of the smooth objective (or its class blocks, or its
+# diagonal), in the centred parametrisation the solver works in, so the step
+# sees a problem whose curvature is close to 1 in every direction, whatever the
+# features' scales, C or the number of classes.
+
+# Rows the curvature is measured on (evenly strided, no random numbers drawn).
+CURVATURE_MAX_ROWS = 16_384
+# Dense float64 chunks hold at most this many numbers at a time.
+CHUNK_NUMBERS = 1 << 22
+# Largest block (features + intercept) factorised densely; wider models get
+# the diagonal (Jacobi) preconditioner.
+MAX_BLOCK_SIZE = 1024
+# Multinomial models with at most this many parameters get the full Hessian
+# (class coupling included); larger ones the per-class blocks.
+MAX_DENSE_MULTINOMIAL_PARAMS = 256
+# Up to this many classes the logits' curvature comes from autograd (one double
+# backward per class); above, from the closed form ``p (1 - p)`` that the tests
+# check against autograd.
+MAX_AUTOGRAD_LOGIT_CLASSES = 16
+# Relative damping added to a factorised Hessian: it only matters along exact
+# null directions (the softmax's shared shift), which the gradient never has.
+DAMPING = 1e-10
+
+
+def logit_curvature_diagonal(logits, y, sample_weight, normalizer):
+    """``a[i, k] = d^2 (s_i loss_i / normalizer) / dz_ik^2``, shape ``(n, K)``.
+
+    The diagonal of each sample's logit Hessian. By autograd (one double
+    backward per class) up to :data:`MAX_AUTOGRAD_LOGIT_CLASSES` classes, else
+    by its closed form ``s_i p_ik (1 - p_ik) / normalizer``.
+    """
+    K = logits.shape[1]
+    if K <= MAX_AUTOGRAD_LOGIT_CLASSES:
+        A, _ = logit_curvature(logits, y, sample_weight, normalizer)
+        return torch.diagonal(A, dim1=1, dim2=2)
+    p = torch.softmax(logits, dim=1)
+    a = p * (1.0 - p)
+    scale = 1.0 / normalizer if sample_weight is None else (sample_weight / normalizer)[:, None]
+    return a * scale
+
+
+def _augmented(X, fit_intercept):
+    if not fit_intercept:
+        return X
+    return torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], 1)
+
+
+def class_blocks(Xa, a):
+    """``B[k] = Xa^T diag(a[:, k]) Xa`` for every class ``k``: shape ``(K, m, m)``.
+
+    Batched over classes in chunks that keep ``(classes, rows, m)`` temporaries
+    under :data:`CHUNK_NUMBERS` numbers.
+    """
+    n, m = Xa.shape
+    K = a.shape[1]
+    step = max(1, CHUNK_NUMBERS // max(n * m, 1))
+    out = []
+    for k0 in range(0, K, step):
+        ak = a[:, k0 : k0 + step].T  # (k, n)
+        out.append(torch.matmul((ak[:, :, None] * Xa).transpose(1, 2), Xa))
+    return torch.cat(out)
+
+
+class Preconditioner:
+    """``P`` with ``direction(grads) = P^-1 grads``, in the parameters' shapes.
+
+    Subclasses hold the measured curvature as a dense matrix (``"dense"``),
+    per-class blocks (``"block"``) or a diagonal (``"diagonal"``); all work in
+    float64 and return tensors in the gradients' dtype.
+    """
+
+    kind = ""
+    levenberg = 0.0
+
+    def direction(self, grads):
+        raise NotImplementedError
+
+    def damped(self, levenberg):
+        """``P + levenberg * diag(P)`` (Marquardt's damping), or ``self`` for a diagonal."""
+        return self
+
+    def inverse_diagonal(self, shape):
+        """``1 / P_jj`` for the coefficients (the diagonal preconditioner's L1 prox)."""
+        raise NotImplementedError
+
+
+def _marquardt(H, levenberg):
+    """``H + levenberg * diag(H)`` (over the last two dimensions)."""
+    if not levenberg:
+        return H
+    return H + levenberg * torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1))
+
+
+def _cholesky(H):
+    """Cholesky factor of ``H + damping``; more damping if rounding makes it indefinite."""
+    scale = float(H.diagonal().abs().max()) or 1.0
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    damping = DAMPING
+    while True:
+        L, info = torch.linalg.cholesky_ex(H + (damping * scale) * eye)
+        if not bool((info != 0).any()):
+            return L
+        damping *= 100.0
+        if damping > 1.0:
+            raise ValueError("The measured Hessian is not positive semi-definite.")
+
+
+class DensePreconditioner(Preconditioner):
+    """The full Hessian (``theta = [coef.ravel(), intercept]``), Cholesky-factorised."""
+
+    kind = "dense"
+
+    def __init__(self, H, coef_shape, fit_intercept, levenberg=0.0):
+        self.H = H
+        self.levenberg = levenberg
+        self.factor = _cholesky(_marquardt(H, levenberg))
+        self.coef_shape = coef_shape
+        self.fit_intercept = fit_intercept
+
+    def damped(self, levenberg):
+        return DensePreconditioner(self.H, self.coef_shape, self.fit_intercept, levenberg)
+
+    def direction(self, grads):
+        g = torch.cat([t.reshape(-1) for t in grads]).to(self.factor.dtype)
+        d = torch.cholesky_solve(g[:, None], self.factor)[:, 0].to(grads[0].dtype)
+        n_coef = grads[0].numel()
+        out = [d[:n_coef].reshape(grads[0].shape)]
+        if len(grads) > 1:
+            out.append(d[n_coef:].reshape(grads[1].shape))
+        return out
+
+    def relative_spectrum(self, H):
+        """Extreme eigenvalues of ``P^-1 H`` (``H`` measured elsewhere): ``(low, high)``."""
+        W = torch.linalg.solve_triangular(self.factor, H, upper=False)
+        M = torch.linalg.solve_triangular(self.factor, W.T, upper=False)
+        eig = torch.linalg.eigvalsh(0.5 * (M + M.T))
+        big = float(eig[-1])
+        curved = eig[eig > 1e-6 * big]
+        return float(curved[0]) if curved.numel() else big, big
+
+
+class BlockPreconditioner(Preconditioner):
+    """One ``(features + intercept)`` block per class: the Hessian without class coupling.
+
+    Each sample's logit Hessian ``diag(p) - p p^T`` is at most twice its
+    diagonal ``diag(p (1 - p))`` (``Var_p(v) <= 2 sum_k p_k (1 - p_k) v_k^2``),
+    so ``H <= 2 P`` at the point of measurement.
+    """
+
+    kind = "block"
+
+    def __init__(self, blocks, fit_intercept, levenberg=0.0):
+        self.blocks = blocks
+        self.levenberg = levenberg
+        self.factor = _cholesky(_marquardt(blocks, levenberg))
+        self.fit_intercept = fit_intercept
+
+    def damped(self, levenberg):
+        return BlockPreconditioner(self.blocks, self.fit_intercept, levenberg)
+
+    def direction(self, grads):
+        coef = grads[0]
+        g = coef.to(self.factor.dtype)
+        if self.fit_intercept:
+            g = torch.cat([g, grads[1].to(self.factor.dtype)[:, None]], 1)
+        d = torch.cholesky_solve(g[:, :, None], self.factor)[:, :, 0].to(coef.dtype)
+        if self.fit_intercept:
+            return [d[:, :-1].contiguous(), d[:, -1].contiguous()]
+        return [d]
+
+
+class DiagonalPreconditioner(Preconditioner):
+    """The Hessian's diagonal (Jacobi): the per-coordinate scale of the problem."""
+
+    kind = "diagonal"
+
+    def __init__(self, diagonals):
+        # [coef_diag (K, d), intercept_diag (K,)]; zeros (all-zero columns) become 1.
+        floor = max(float(max(t.max() for t in diagonals)) * DAMPING, 1e-300)
+        self.diagonals = [t.clamp_min(floor) for t in diagonals]
+
+    def direction(self, grads):
+        return [g / d.to(g.dtype) for g, d in zip(grads, self.diagonals, strict=True)]
+
+    def inverse_diagonal(self, shape):
+        return 1.0 / self.diagonals[0]
+
+
+def _chunks(data, rows, n_columns):
+    """Float64 dense chunks of the curvature rows, each under :data:`CHUNK_NUMBERS` numbers."""
+    chunk_rows = max(1, min(2048, CHUNK_NUMBERS // max(n_columns, 1)))
+    yield from data.float64_chunks(rows, chunk_rows)
+
+
+def measure_preconditioner(data, penalty, coef, intercept, mean, kind):
+    """Measure the curvature at ``(coef, intercept)`` and return the :class:`Preconditioner`.
+
+    Parameters
+    ----------
+    data : sktorch_lr._data.TrainingData
+    penalty : Penalty
+    coef, intercept : Tensors (intercept None without one)
+        The solver's (centred) parameters.
+    mean : Tensor of shape (n_features,) or None
+        The centring of the features; the Hessian is that of the centred
+        parametrisation, ``X - mean`` in place of ``X``.
+    kind : {"dense", "block", "diagonal"}
+        From :func:`choose_preconditioner`.
+
+    The Hessian is measured with autograd on the logits (see
+    :func:`logit_curvature`) and chained through the linear layer; it uses at
+    most :data:`CURVATURE_MAX_ROWS` evenly strided rows, in float64.
+    """
+    rows = data.curvature_rows(CURVATURE_MAX_ROWS)
+    normalizer = _sample_weight_sum(data, rows)
+    coef = coef.detach().to(torch.float64)
+    intercept = None if intercept is None else intercept.detach().to(torch.float64)
+    fit_intercept = intercept is not None
+    mean64 = None if mean is None else mean.to(torch.float64)
+    K, d = coef.shape
+    if kind == "diagonal" and data.X.layout == torch.sparse_coo:
+        return _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean64)
+    total = 0.0
+    width = (d + 1) * max(K, 1) if kind == "dense" else d + 1
+    for X, y, sw in _chunks(data, rows, width):
+        if mean64 is not None:
+            X = X - mean64
+        with torch.no_grad():
+            logits = linear_logits(X, coef, intercept)
+        if kind == "dense":
+            A, _ = logit_curvature(logits, y, sw, normalizer)
+            part = linear_model_hessian(X, A, 0.0, fit_intercept)
+        else:
+            a = logit_curvature_diagonal(logits, y, sw, normalizer)
+            if kind == "block":
+                part = class_blocks(_augmented(X, fit_intercept), a)
+            else:
+                part = torch.cat([a.T @ X.pow(2), a.sum(0)[:, None]], 1)
+        total = total + part
+    return _finish(total, kind, penalty, coef.shape, fit_intercept)
+
+
+def _finish(total, kind, penalty, coef_shape, fit_intercept):
+    K, d = coef_shape
+    if kind == "dense":
+        n_coef = K * d
+        total[:n_coef, :n_coef] += penalty.l2 * torch.eye(n_coef, dtype=total.dtype)
+        return DensePreconditioner(total, coef_shape, fit_intercept)
+    if kind == "block":
+        idx = torch.arange(d)
+        total[:, idx, idx] += penalty.l2
+        return BlockPreconditioner(total, fit_intercept)
+    coef_diag = total[:, :d] + penalty.l2
+    return DiagonalPreconditioner([coef_diag, total[:, d]] if fit_intercept else [coef_diag])
+
+
+def _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean):
+    """The Jacobi diagonal for sparse ``X``, centred implicitly (never densified).
+
+    ``sum_i a_i (x_ij - m_j)^2 = (X^2)^T a - 2 m_j (X^T a)_j + m_j^2 sum_i a_i``.
+    """
+    X, y, sw = data.float64_sample(rows)
+    with torch.no_grad():
+        logits = linear_logits(X, coef, None)
+        shift = intercept if mean is None else intercept - coef @ mean
+        if intercept is not None:
+            logits = logits + shift
+    a = logit_curvature_diagonal(logits, y, sw, normalizer)  # (n, K)
+    X2 = torch.sparse_coo_tensor(
+        X.indices(), X.values().pow(2), X.shape, check_invariants=False, is_coalesced=True
+    )
+    diag = torch.sparse.mm(X2.t(), a).T  # (K, d)
+    if mean is not None:
+        Xa = torch.sparse.mm(X.t(), a).T
+        diag = diag - 2 * mean * Xa + mean.pow(2) * a.sum(0)[:, None]
+    total = torch.cat([diag, a.sum(0)[:, None]], 1)
+    return _finish(total, "diagonal", penalty, coef.shape, intercept is not None)
+
+
+def _sample_weight_sum(data, rows):
+    if data.sample_weight is None:
+        return float(data.n_samples if rows is None else len(rows))
+    sw = data.sample_weight if rows is None else data.sample_weight[rows.to(data.device)]
+    return float(sw.sum()) or 1.0
+
+
+def choose_preconditioner(n_rows, n_features, n_outputs, *, sparse, l1):
+    """``"dense"``, ``"block"`` or ``"diagonal"`` for a problem of this shape.
+
+    - an L1 part: ``"diagonal"``, whose proximal step stays coordinate-wise
+      (soft-thresholding by ``lr * l1 / P_jj``);
+    - binary, or multinomial with at most
+      :data:`MAX_DENSE_MULTINOMIAL_PARAMS` parameters: the full Hessian;
+    - more classes: per-class blocks;
+    - blocks wider than :data:`MAX_BLOCK_SIZE` (wide sparse data): the diagonal.
+      Sparse data of fewer features are densified a chunk of rows at a time
+      for the measurement only.
+    """
+    block = n_features + 1
+    if l1 or block > MAX_BLOCK_SIZE:
+        return "diagonal"
+    if n_outputs == 1 or n_outputs * block <= MAX_DENSE_MULTINOMIAL_PARAMS:
+        return "dense"
+    return "block"
+
+
+# ------------------------------------------------------------ the step rules
+
+# Per-call overheads, in the cost model's units (about one multiply-add), of
+# an epoch and of a curvature measurement: what small problems pay whatever
+# their size (kernel launches, Python).
+EPOCH_OVERHEAD = 2.5e5
+MEASURE_OVERHEAD = 3.5e5
+# Multiply-adds per unit: matrix products run about this many per nanosecond.
+MADDS_PER_UNIT = 4.0
+# The momentum of mini-batches and partial_fit when momentum="auto".
+STOCHASTIC_MOMENTUM = 0.9
+# Assumed lowest eigenvalue of ``P^-1 H`` for the block preconditioner, whose
+# highest is at most 2 (see BlockPreconditioner).
+BLOCK_LOW = 0.5
+
+
+def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured):
+    """Cost of one curvature measurement, in epochs (forward + backward over all rows)."""
+    b = n_features + 1
+    K = n_outputs
+    epoch = 3.0 * n_rows * nnz_per_row * K / MADDS_PER_UNIT + EPOCH_OVERHEAD
+    if kind == "dense":
+        P = K * b
+        measure = n_measured * P * P + P**3 / 3.0
+    elif kind == "block":
+        measure = n_measured * K * b * b + K * b**3 / 3.0
+    else:
+        measure = 3.0 * n_measured * nnz_per_row * K
+    return (measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
+
+
+def preconditioned_spectrum(new, old, top_eigenvalue=None):
+    """``(low, high)``: the range the eigenvalues of ``P^-1 H`` are expected in.
+
+    - ``"dense"``: ``P`` is the Hessian, so 1 (at the point of measurement;
+      :class:`~sktorch_lr._solver.RemeasureSchedule` keeps it fresh);
+    - ``"block"``: at most 2 (the class-coupling bound), at least
+      :data:`BLOCK_LOW`;
+    - ``"diagonal"``: ``top_eigenvalue()`` (power iteration on
+      Hessian-vector products), and a small fraction of it.
+    """
+    if new.kind == "dense":
+        return 1.0, 1.0
+    if new.kind == "block":
+        return BLOCK_LOW, 2.0
+    high = top_eigenvalue() if top_eigenvalue is not None else 1.0
+    return high / MAX_CONDITION**0.5, high
+
+
+def step_rule(low, high, momentum, *, nesterov, stochastic):
+    """``(lr, momentum)`` of the SGD step on ``P^-1 g`` for eigenvalues in ``[low, high]``.
+
+    - full batch, ``momentum="auto"``: Polyak's heavy ball (or Nesterov's
+      constant-momentum rule);
+    - full batch, a given momentum: ``lr = (1 + momentum) / high``;
+    - mini-batches and ``partial_fit``: ``lr = (1 - momentum) / high``, momentum
+      :data:`STOCHASTIC_MOMENTUM` when ``"auto"``: the step of the averaged
+      gradient noise is that of plain SGD with ``lr / (1 - momentum)``.
+    """
+    if stochastic:
+        m = STOCHASTIC_MOMENTUM if momentum == "auto" else float(momentum)
+        return (1.0 - m) / high if m > 0 else 1.0 / high, m
+    if momentum == "auto":
+        rule = nesterov_rule(high, low) if nesterov else heavy_ball_rule(high, low)
+    else:
+        rule = lr_for_momentum(high, low, float(momentum))
+    return rule.lr, rule.momentum

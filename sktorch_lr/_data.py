@@ -184,8 +184,29 @@ class TrainingData:
 
         For power iteration on Hessian-vector products, which needs no dense copy.
         """
-        rows = self.curvature_rows(max_rows)
+        return self.float64_sample(self.curvature_rows(max_rows))
+
+    def float64_sample(self, rows):
+        """Rows ``rows`` (None: all) in float64, in one piece (sparse stays sparse)."""
         return _to_float64(*(self.full() if rows is None else self.batch(rows)))
+
+    def weighted_mean(self):
+        """``sum_i s_i x_i / S``: the column means the solver centres the features on.
+
+        Any shift is exact (the intercept absorbs it), so the mean is computed
+        in the training dtype, without a copy of ``X``; sparse ``X`` stays
+        sparse (one sparse matrix-vector product).
+        """
+        if self.sample_weight is None:
+            w = torch.full((self.n_samples,), 1.0 / self.n_samples, dtype=self.dtype)
+            w = w.to(self.device)
+        else:
+            w = self.sample_weight / self.weight_sum
+        if self.X.layout == torch.sparse_coo:
+            mean = torch.sparse.mm(self.X.t(), w[:, None])[:, 0]
+        else:
+            mean = self.X.T @ w
+        return mean.to(self.dtype)
 
 
 def _to_float64(X, y, sample_weight):

@@ -22,29 +22,23 @@ from sklearn.utils.validation import (
 
 from ._callbacks import CallbackSupportMixin, fit_callbacks
 from ._curvature import (
-    DENSE_HESSIAN_MAX_PARAMS,
-    extreme_eigenvalues,
-    flatten_params,
-    heavy_ball_rule,
-    lr_for_momentum,
-    model_hessian,
-    nesterov_rule,
-    smooth_objective_of_theta,
-    spectrum_extremes,
+    CURVATURE_MAX_ROWS,
+    STOCHASTIC_MOMENTUM,
+    choose_preconditioner,
+    measure_cost_ratio,
+    preconditioned_spectrum,
+    step_rule,
 )
 from ._data import TrainingData, as_tensor, is_tensor, resolve_device, torch_dtype
 from ._module import LogisticRegressionModule
 from ._objective import penalty_strengths
-from ._solver import SolverState, retune, solve
+from ._solver import Problem, SolverState, solve
+from ._threads import threads_for
 
 # batch_size="auto": full batch up to this many samples, mini-batches of
 # AUTO_BATCH_SIZE above it.
 AUTO_FULL_BATCH_MAX = 2**24
 AUTO_BATCH_SIZE = 65_536
-# Rows the curvature of lr="auto" is measured on (evenly strided, no RNG).
-CURVATURE_MAX_ROWS = 16_384
-HESSIAN_CHUNK_ROWS = 2048
-DEFAULT_MOMENTUM = 0.9
 
 
 class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
@@ -190,7 +184,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "fit_intercept": ["boolean"],
         "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})],
         "nesterov": ["boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -210,7 +204,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         l1_ratio=0.0,
         fit_intercept=True,
         lr="auto",
-        momentum=0.9,
+        momentum="auto",
         nesterov=False,
         batch_size="auto",
         max_iter=1000,
@@ -362,6 +356,34 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         partial,
     ):
         """Train, then commit the fitted state; on any error ``self`` is untouched."""
+        with threads_for(_work(X, 2 if len(classes) == 2 else len(classes))):
+            self._fit_epochs_threaded(
+                X,
+                y_enc,
+                classes,
+                sample_weight,
+                hook_data=hook_data,
+                previous_module=previous_module,
+                solver_state=solver_state,
+                generator=generator,
+                max_iter=max_iter,
+                partial=partial,
+            )
+
+    def _fit_epochs_threaded(
+        self,
+        X,
+        y_enc,
+        classes,
+        sample_weight,
+        *,
+        hook_data,
+        previous_module,
+        solver_state,
+        generator,
+        max_iter,
+        partial,
+    ):
         device = resolve_device(self.device)
         dtype = X.dtype if is_tensor(X) else torch_dtype(X.dtype)
         n_samples, n_features = X.shape
@@ -371,6 +393,12 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         if data.weight_sum <= 0:
             raise ValueError("The sample weights sum to zero; at least one must be positive.")
         penalty = penalty_strengths(self.C, self.l1_ratio, data.weight_sum)
+        auto = self.lr == "auto"
+        # Full fits with lr="auto" work in the centred parametrisation; partial_fit
+        # sees one chunk at a time, whose mean changes from call to call.
+        problem = Problem(
+            data, penalty, fit_intercept=self.fit_intercept, centred=auto and not partial
+        )
 
         def new_module(parameters=None):
             return _module_with(
@@ -384,23 +412,64 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
 
         module = new_module(None if previous_module is None else previous_module.parameters())
         params = list(module.parameters())
-        batch_size = self._resolved_batch_size(n_samples)
-        remeasure = None
-        if self.lr == "auto" and not partial:
+        problem.to_solver(params[0], params[1] if self.fit_intercept else None)
+        batch_size = None if partial else self._resolved_batch_size(n_samples)
+        stochastic = partial or batch_size is not None
+        kind = choose_preconditioner(
+            min(n_samples, CURVATURE_MAX_ROWS),
+            n_features,
+            n_outputs,
+            sparse=sp.issparse(X),
+            l1=penalty.l1 > 0,
+        )
+        nnz_per_row = X.nnz / max(n_samples, 1) if sp.issparse(X) else n_features
+        ratio = measure_cost_ratio(
+            kind, n_samples, nnz_per_row, n_features, n_outputs, min(n_samples, CURVATURE_MAX_ROWS)
+        )
 
-            def remeasure(current):
-                return self._step_rule(data, penalty, current, n_outputs, False)
+        def retune(state, old, stochastic=False, low=None):
+            """Adopt the step rule of a new ``state.preconditioner`` (or a new ``low``)."""
+            if low is None:
+                low, state.high = preconditioned_spectrum(
+                    state.preconditioner,
+                    old,
+                    lambda: problem.top_eigenvalue(params, state.preconditioner),
+                )
+            state.low = low if self.momentum == "auto" and not stochastic else None
+            lr, momentum = step_rule(
+                low, state.high, self.momentum, nesterov=self.nesterov, stochastic=stochastic
+            )
+            with torch.no_grad():
+                if state.buffers and state.lr != lr:
+                    # Keep the velocity lr * buffer.
+                    torch._foreach_mul_(state.buffers, state.lr / lr)
+            state.lr = state.lr_max = lr
+            state.momentum = momentum
+            state.nesterov = self.nesterov and momentum > 0
 
         if solver_state is None:
-            solver_state = self._initial_solver_state(
-                data, penalty, params, n_outputs, None if partial else batch_size, partial
+            solver_state = SolverState(
+                lr=float(self.lr) if not auto else 1.0,
+                momentum=_fixed_momentum(self.momentum),
+                nesterov=self.nesterov,
+                adaptive=auto and not partial,
             )
+            if auto:
+                solver_state.preconditioner = problem.measure(params, kind)
+                retune(solver_state, None, stochastic)
         else:
             solver_state = _state_on(copy.deepcopy(solver_state), device)
+            if not auto:
+                # set_params(lr=..., momentum=...) between calls takes effect.
+                solver_state.preconditioner = None
+                solver_state.lr = solver_state.lr_max = float(self.lr)
+                solver_state.momentum = _fixed_momentum(self.momentum)
             calls = solver_state.partial_fit_calls
-            if self.lr == "auto" and calls & (calls - 1) == 0:
+            if auto and (calls & (calls - 1) == 0 or solver_state.preconditioner is None):
                 # Calls 1, 2, 4, 8, ...: follow the curvature as the fit sharpens.
-                retune(solver_state, *self._step_rule(data, penalty, params, n_outputs, True))
+                old = solver_state.preconditioner
+                solver_state.preconditioner = problem.measure(params, kind)
+                retune(solver_state, old, True)
         if partial:
             solver_state.partial_fit_calls += 1
         if generator is None:
@@ -411,27 +480,32 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
 
         def snapshot(current):
             """Fitted attributes at ``current``, for callbacks' ``fitted_estimator``."""
-            copy_ = new_module(current)
+            copies = [p.detach().clone() for p in current]
+            problem.to_model(copies[0], copies[1] if self.fit_intercept else None)
+            copy_ = new_module(copies)
             coef, intercept = _numpy_params(copy_)
             return {"classes_": classes, "module_": copy_, "coef_": coef, "intercept_": intercept}
 
         callbacks = fit_callbacks(self, *hook_data, max_iter, snapshot)
         result = solve(
             params,
-            data,
-            penalty,
+            problem,
             solver_state,
-            fit_intercept=self.fit_intercept,
             max_iter=max_iter,
             tol=self.tol,
             batch_size=batch_size,
             generator=generator,
             check_convergence=not partial,
             track_gradients=self.track_gradients,
-            remeasure=remeasure,
+            preconditioner_kind=kind,
+            measure_ratio=ratio,
+            retune=retune,
             callbacks=callbacks,
             verbose=self.verbose,
         )
+        problem.to_model(params[0], params[1] if self.fit_intercept else None)
+        if partial:
+            solver_state.preconditioner = solver_state.preconditioner if auto else None
 
         # Commit: nothing above touched self.
         self.classes_ = classes
@@ -455,12 +529,23 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         if callbacks is not None:
             callbacks.fit_end()
         if not partial and not result.converged and not result.stopped and self.tol > 0:
+            measure = "Newton decrement" if auto else "largest gradient entry"
+            if result.stalled:
+                precision = str(dtype).replace("torch.", "")
+                why = (
+                    f"no step lowers the objective in {precision} precision any more, but the "
+                    f"{measure} is {result.decrement:.3g}, above tol={self.tol:g}. "
+                    + ("Train in float64 or use" if dtype != torch.float64 else "Use")
+                    + " a larger tol."
+                )
+            else:
+                why = (
+                    f"it did not converge in max_iter={self.max_iter} epochs: the {measure} "
+                    f"is {result.decrement:.3g}, above tol={self.tol:g}. Increase max_iter"
+                    + ("." if auto else ", or use lr='auto'.")
+                )
             warnings.warn(
-                f"TorchLogisticRegression did not converge in max_iter={self.max_iter} epochs: "
-                "the largest gradient entry is still above tol. Increase max_iter, "
-                "or standardise the features.",
-                ConvergenceWarning,
-                stacklevel=3,
+                f"TorchLogisticRegression stopped early: {why}", ConvergenceWarning, stacklevel=5
             )
 
     def _training_problem(self, X, y, sample_weight=None, *, dtype=torch.float64, device=None):
@@ -489,41 +574,6 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         if self.batch_size is None or self.batch_size >= n_samples:
             return None
         return self.batch_size
-
-    def _initial_solver_state(self, data, penalty, params, n_outputs, batch_size, partial):
-        """Step size and momentum: as given, or from the measured curvature.
-
-        ``partial_fit`` streams chunks whose objectives differ from call to
-        call, so it takes the stochastic rule (as for mini-batches) and none of
-        full batch's restarts, which compare one chunk's objective with another's.
-        """
-        if self.lr != "auto":
-            return SolverState(
-                lr=float(self.lr),
-                momentum=float(self.momentum),
-                nesterov=self.nesterov,
-                adaptive=False,
-            )
-        stochastic = partial or batch_size is not None
-        lr, momentum = self._step_rule(data, penalty, params, n_outputs, stochastic)
-        return SolverState(
-            lr=lr, momentum=momentum, nesterov=self.nesterov and momentum > 0, adaptive=not partial
-        )
-
-    def _step_rule(self, data, penalty, params, n_outputs, stochastic):
-        """``(lr, momentum)`` for ``lr="auto"`` from the curvature at ``params``."""
-        curvature = measure_curvature(
-            data, penalty, params, n_outputs=n_outputs, fit_intercept=self.fit_intercept
-        )
-        L, mu = curvature.L, curvature.mu
-        if stochastic:
-            momentum = float(self.momentum)
-            return (1.0 - momentum) / L if momentum > 0 else 1.0 / L, momentum
-        if self.momentum == DEFAULT_MOMENTUM:
-            rule = nesterov_rule(L, mu) if self.nesterov else heavy_ball_rule(L, mu)
-        else:
-            rule = lr_for_momentum(L, mu, float(self.momentum))
-        return rule.lr, rule.momentum
 
     # -------------------------------------------------------------- predict
 
@@ -624,7 +674,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         X = self._validate_X(X, reset=False)
         weight = self.module_.linear.weight
         Xt = as_tensor(X, weight.device, weight.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), threads_for(_work(X, weight.shape[0])):
             return self.module_.logits(Xt), tensor_in
 
     # --------------------------------------------------------------- export
@@ -744,6 +794,17 @@ def _check_parameter_pairs(est):
         raise ValueError("nesterov=True requires momentum > 0 when lr is given.")
 
 
+def _work(X, n_outputs):
+    """Multiply-adds of one pass over ``X`` (what decides single-threading)."""
+    nnz = X.nnz if sp.issparse(X) else X.shape[0] * X.shape[1]
+    return nnz * (1 if n_outputs <= 2 else n_outputs)
+
+
+def _fixed_momentum(momentum):
+    """The momentum a float ``lr`` runs with: as given, or the lesson's 0.9 for "auto"."""
+    return STOCHASTIC_MOMENTUM if momentum == "auto" else float(momentum)
+
+
 def _compatible(est, classes, n_features):
     return (
         hasattr(est, "module_")
@@ -814,43 +875,6 @@ def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
     cw = compute_class_weight(class_weight, classes=classes, y=y)
     per_sample = cw[y_enc]
     return per_sample if sample_weight is None else per_sample * sample_weight
-
-
-def measure_curvature(data, penalty, params, *, n_outputs, fit_intercept):
-    """Largest and smallest Hessian eigenvalues of the smooth objective at ``params``.
-
-    Measured with autograd on at most ``CURVATURE_MAX_ROWS`` evenly strided
-    rows (all of them for smaller data), in float64.
-    """
-    n_params = sum(p.numel() for p in params)
-    # The L2 strength bounds the curvature from below only along the penalised
-    # coefficients; the intercept's direction can be flatter.
-    mu_floor = 0.0 if fit_intercept else penalty.l2
-    coef = params[0].detach().to(torch.float64)
-    intercept = params[1].detach().to(torch.float64) if fit_intercept else None
-    if n_params <= DENSE_HESSIAN_MAX_PARAMS:
-        rows = data.curvature_rows(CURVATURE_MAX_ROWS)
-        if data.sample_weight is None:
-            normalizer = float(data.n_samples if rows is None else len(rows))
-        else:
-            sw_all = (
-                data.sample_weight if rows is None else data.sample_weight[rows.to(data.device)]
-            )
-            normalizer = float(sw_all.sum()) or 1.0
-        # The Hessian is a sum over rows: accumulate it in float64, a chunk at a time.
-        H = 0.0
-        for i, (X, y, sw) in enumerate(data.float64_chunks(rows, HESSIAN_CHUNK_ROWS)):
-            part_penalty = penalty if i == 0 else penalty._replace(l2=0.0, l1=0.0)
-            part, _ = model_hessian(X, y, sw, part_penalty, normalizer, coef, intercept)
-            H = H + part
-        curvature = spectrum_extremes(H, mu_floor, penalty.l2)
-    else:
-        X, y, sw = data.curvature_sample(CURVATURE_MAX_ROWS)
-        normalizer = float(X.shape[0]) if sw is None else (float(sw.sum()) or 1.0)
-        f = smooth_objective_of_theta(X, y, sw, penalty, normalizer, n_outputs, fit_intercept)
-        curvature = extreme_eigenvalues(f, flatten_params(coef, intercept), mu_floor=mu_floor)
-    L = max(curvature.L, 1e-12)
-    return curvature._replace(L=L)
 
 
 def _module_with(parameters, n_features, n_outputs, *, bias, dtype, device):

@@ -1,4 +1,4 @@
-"""The momentum-SGD training loop, as plain functions.
+"""The momentum-SGD training loop and the small rules ``lr="auto"`` adds to it.
 
 One step is the lesson's: forward, loss, backward, step, zero_grad. The
 gradient comes from autograd (``loss.backward()``); the step has the exact
@@ -9,10 +9,24 @@ step for step against ``torch.optim.SGD``. The L1 part of the objective is
 applied after the step by soft-thresholding (a proximal step), so
 coefficients become exactly zero.
 
-An epoch is one pass over the data: one step for full batch, one step per
-mini-batch otherwise. After each epoch the full objective and its gradient are
-evaluated (for full batch this is the evaluation the next step uses anyway);
-that value goes to ``loss_curve_`` and the stopping rule reads the gradient.
+With ``lr="auto"`` the step runs on the *preconditioned* gradient: before the
+SGD update, each parameter's ``.grad`` is replaced by ``P^-1 g``, where ``P``
+is the Hessian measured with autograd (:mod:`sktorch_lr._curvature`), in a
+parametrisation with centred features. The problem the momentum step then sees
+has curvature close to 1 in every direction, whatever the features' scales or
+``C``. Each rule of ``lr="auto"`` is a small unit below, with its own tests:
+
+- :class:`Problem`: the objective, its autograd gradient and the centring;
+- :class:`StepControl`: reject a step that raised the objective (function
+  restart), shorten the step, let it grow back;
+- :class:`RemeasureSchedule`: when to measure the curvature again, within a
+  budget of the fit's time;
+- :class:`StallStop`: stop when no step makes progress in the working precision;
+- :class:`BatchGrowth`: mini-batches double when the objective stalls.
+
+``tol`` bounds the Newton decrement ``lambda = sqrt(g^T P^-1 g)``, the
+gradient's size in the curvature's metric: the objective is then within about
+``lambda^2 / 2`` of its minimum, whatever the scale of the features.
 """
 
 import math
@@ -20,19 +34,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ._curvature import measure_preconditioner
 from ._objective import objective, optimality_gradient, penalty_term, soft_threshold_
 
-# lr="auto", full batch: the first epoch after which the curvature is measured
-# again, the factor between measurements, and the most the step may grow per
-# measurement.
-FIRST_REMEASURE = 1
-REMEASURE_GROWTH = 2
-MAX_LR_GROWTH = 4.0
-# lr="auto": an objective that climbs back more than this fraction of the way
-# from the best value to the starting one is reverted to the best point.
-REVERT_FRACTION = 0.5
 # Full-data evaluations of dense X go through in blocks of this many rows.
 EVAL_CHUNK_ROWS = 32_768
+# A rise of the objective smaller than this many rounding units of its value is
+# rounding, not a sign of a too-long step.
+NOISE_ULPS = 16
 
 
 class DivergenceError(ValueError):
@@ -41,14 +50,21 @@ class DivergenceError(ValueError):
 
 @dataclass
 class SolverState:
-    """What survives between epochs and between ``partial_fit`` calls."""
+    """What survives between epochs and between ``partial_fit`` calls.
+
+    ``lr`` and ``momentum`` are torch.optim.SGD's; with a ``preconditioner``
+    (``lr="auto"``) they apply to ``P^-1 g`` instead of ``g``.
+    """
 
     lr: float
     momentum: float
     nesterov: bool
-    adaptive: bool  # lr="auto": restart momentum / halve lr when the objective rises
+    adaptive: bool  # lr="auto": reject rising steps, remeasure, stop on stalls
     buffers: list = field(default_factory=list)
-    lr_halvings: int = 0
+    preconditioner: object = None
+    lr_max: float = math.inf  # the step StepControl lets lr grow back to
+    low: float | None = None  # the range assumed for the eigenvalues of P^-1 H
+    high: float | None = None
     partial_fit_calls: int = 0
 
 
@@ -58,7 +74,12 @@ class SolveResult:
     loss_curve: list
     converged: bool
     stopped: bool = False  # a callback asked to stop
+    stalled: bool = False  # no progress possible in the working precision
+    decrement: float = math.nan  # the final stopping measure
     history: dict | None = None
+
+
+# ----------------------------------------------------------------- the step
 
 
 def momentum_step_(params, state):
@@ -87,15 +108,17 @@ def momentum_step_(params, state):
         torch._foreach_add_(params, steps, alpha=-state.lr)
 
 
-def proximal_l1_(coef, state, l1, coef_before):
-    """Soft-threshold ``coef`` after a step, and keep the momentum consistent.
+def proximal_l1_(coef, state, threshold, coef_before):
+    """Soft-threshold ``coef`` by ``lr * threshold`` after a step; keep the momentum consistent.
 
-    The momentum buffer is reset to the step actually taken,
-    ``(coef_before - coef) / lr`` (the inertial proximal method, iPiano), so a
-    coefficient held at zero by the penalty does not gather momentum.
+    ``threshold`` is ``l1`` (plain steps) or ``l1 / P_jj`` per coefficient (the
+    proximal operator in the diagonal preconditioner's metric). The momentum
+    buffer is reset to the step actually taken, ``(coef_before - coef) / lr``
+    (the inertial proximal method, iPiano), so a coefficient held at zero by
+    the penalty does not gather momentum.
     """
     with torch.no_grad():
-        soft_threshold_(coef, state.lr * l1)
+        soft_threshold_(coef, state.lr * threshold)
         if state.buffers:
             state.buffers[0].copy_((coef_before - coef) / state.lr)
 
@@ -105,57 +128,385 @@ def zero_grad_(params):
         p.grad = None
 
 
-def _evaluate(params, fit_intercept, X, y, sample_weight, penalty, normalizer):
-    """Forward + backward of the smooth objective; returns the objective (with L1).
-
-    Dense data taller than :data:`EVAL_CHUNK_ROWS` go through in row blocks
-    whose gradients autograd accumulates into ``.grad``: the same sum, with
-    the per-sample temporaries (logits, loss terms, their gradients) of one
-    block instead of the whole data set alive at a time.
-    """
+def step_(params, state, penalty, direction=None):
+    """The SGD step on ``direction`` (default: the gradients), then the L1 prox."""
     coef = params[0]
-    intercept = params[1] if fit_intercept else None
-    n = X.shape[0]
-    if X.layout == torch.sparse_coo or n <= EVAL_CHUNK_ROWS:
-        loss = objective(
-            coef, intercept, X, y, sample_weight, penalty, normalizer=normalizer, include_l1=False
-        )
-        loss.backward()
-    else:
-        loss = 0.0
-        no_penalty = penalty._replace(l2=0.0, l1=0.0)
-        for start in range(0, n, EVAL_CHUNK_ROWS):
-            rows = slice(start, start + EVAL_CHUNK_ROWS)
-            part = objective(
-                coef,
-                intercept,
-                X[rows],
-                y[rows],
-                None if sample_weight is None else sample_weight[rows],
-                penalty if start == 0 else no_penalty,  # the penalty once
-                normalizer=normalizer,
-                include_l1=False,
+    if direction is not None:
+        for p, d in zip(params, direction, strict=True):
+            p.grad = d
+    before = coef.detach().clone() if penalty.l1 else None
+    momentum_step_(params, state)
+    if penalty.l1:
+        threshold = penalty.l1
+        if state.preconditioner is not None:
+            threshold = penalty.l1 * state.preconditioner.inverse_diagonal(coef.shape).to(
+                coef.dtype
             )
-            part.backward()
-            loss = loss + part.detach()
-    if not penalty.l1:
-        return loss.detach()
-    with torch.no_grad():
-        return loss + penalty_term(coef, penalty._replace(l2=0.0))
+        proximal_l1_(coef, state, threshold, before)
 
 
-def _read_back(objective_value, params, penalty, with_gradient):
-    """The objective and the gradient's largest entry, in one device-to-host transfer.
+# -------------------------------------------------------------- the problem
 
-    The only synchronisation of an epoch (on a GPU the rest stays on the device).
+
+class Problem:
+    """The objective the solver minimises, with gradients from autograd.
+
+    Parameters
+    ----------
+    data : sktorch_lr._data.TrainingData
+    penalty : Penalty
+    fit_intercept : bool
+    centred : bool
+        Work in the centred parametrisation: the parameters are ``(W, c)`` and
+        the model's intercept is ``b = c - W @ mean``. The logits, and so the
+        objective, are the same functions of ``(W, b)``; but the Hessian in
+        ``(W, c)`` no longer couples the intercept to the features' means,
+        which is what makes raw (unscaled, offset) features well conditioned.
+        Sparse ``X`` is centred implicitly (only the intercept moves), never
+        densified.
     """
-    if not with_gradient:
-        return float(objective_value), math.nan
-    grads = [optimality_gradient(params[0].grad, params[0].detach(), penalty.l1)]
-    grads += [p.grad for p in params[1:]]
-    grad_max = torch.stack(torch._foreach_norm(grads, math.inf)).max()
-    f, g = torch.stack([objective_value.to(grad_max.dtype), grad_max]).tolist()
-    return f, g
+
+    def __init__(self, data, penalty, *, fit_intercept, centred):
+        self.data = data
+        self.penalty = penalty
+        self.fit_intercept = fit_intercept
+        self.mean = data.weighted_mean() if centred and fit_intercept else None
+
+    # --- parametrisation
+    def model_intercept(self, coef, intercept):
+        """The model's ``b`` from the solver's parameters (differentiable)."""
+        if intercept is None or self.mean is None:
+            return intercept
+        return intercept - coef @ self.mean
+
+    def to_solver(self, coef, intercept):
+        """In place: the model's ``(W, b)`` become the solver's ``(W, c)``."""
+        if intercept is not None and self.mean is not None:
+            with torch.no_grad():
+                intercept.add_(coef @ self.mean)
+
+    def to_model(self, coef, intercept):
+        """In place: the solver's ``(W, c)`` become the model's ``(W, b)``."""
+        if intercept is not None and self.mean is not None:
+            with torch.no_grad():
+                intercept.sub_(coef @ self.mean)
+
+    # --- objective and gradient
+    def evaluate(self, params, batch=None):
+        """Forward + backward of the smooth objective; returns the objective (with L1).
+
+        ``batch`` is ``(X, y, sample_weight, normalizer)`` of a mini-batch, or
+        None for all the data. Dense data taller than :data:`EVAL_CHUNK_ROWS`
+        go through in row blocks whose gradients autograd accumulates into
+        ``.grad``: the same sum, with the per-sample temporaries of one block
+        alive at a time.
+        """
+        coef = params[0]
+        raw = params[1] if self.fit_intercept else None
+        penalty = self.penalty
+        if batch is None:
+            X, y, sw = self.data.full()
+            normalizer = self.data.weight_sum
+        else:
+            X, y, sw, normalizer = batch
+        n = X.shape[0]
+        if X.layout == torch.sparse_coo or n <= EVAL_CHUNK_ROWS:
+            intercept = self.model_intercept(coef, raw)
+            loss = objective(
+                coef, intercept, X, y, sw, penalty, normalizer=normalizer, include_l1=False
+            )
+            loss.backward()
+        else:
+            loss = 0.0
+            no_penalty = penalty._replace(l2=0.0, l1=0.0)
+            for start in range(0, n, EVAL_CHUNK_ROWS):
+                rows = slice(start, start + EVAL_CHUNK_ROWS)
+                part = objective(
+                    coef,
+                    self.model_intercept(coef, raw),
+                    X[rows],
+                    y[rows],
+                    None if sw is None else sw[rows],
+                    penalty if start == 0 else no_penalty,  # the penalty once
+                    normalizer=normalizer,
+                    include_l1=False,
+                )
+                part.backward()
+                loss = loss + part.detach()
+        self.project_([p.grad for p in params])
+        if not penalty.l1:
+            return loss.detach()
+        with torch.no_grad():
+            return loss + penalty_term(coef, penalty._replace(l2=0.0))
+
+    def project_(self, grads):
+        """Remove, in place, what rounding put along the softmax's null directions.
+
+        Shifting every class's intercept by the same amount changes no
+        probability, so the intercept gradients sum to zero over the classes;
+        without a penalty the same holds for the coefficients. In floating
+        point they sum to rounding noise, which a preconditioner nearly
+        singular along that direction would blow up; the preconditioned
+        directions are projected too, so the classes' intercepts keep their
+        sum and the fitted model does not depend on the trajectory.
+        """
+        if grads is None or grads[0].shape[0] < 2:
+            return grads
+        with torch.no_grad():
+            if self.fit_intercept:
+                grads[1].sub_(grads[1].mean())
+            if not self.penalty.l2 and not self.penalty.l1:
+                grads[0].sub_(grads[0].mean(0, keepdim=True))
+        return grads
+
+    def measure(self, params, kind):
+        """The :class:`~sktorch_lr._curvature.Preconditioner` at ``params``."""
+        return measure_preconditioner(
+            self.data,
+            self.penalty,
+            params[0],
+            params[1] if self.fit_intercept else None,
+            self.mean,
+            kind,
+        )
+
+    def top_eigenvalue(self, params, preconditioner, iterations=30):
+        """Largest eigenvalue of ``P^-1 H``: power iteration on Hessian-vector products.
+
+        On the curvature rows (float64), in the problem's parametrisation; for
+        the diagonal preconditioner, whose ``P^-1 H`` has no bound of its own.
+        """
+        from ._curvature import CURVATURE_MAX_ROWS, hessian_vector_product
+
+        data = self.data
+        rows = data.curvature_rows(CURVATURE_MAX_ROWS)
+        X, y, sw = data.float64_sample(rows)
+        normalizer = float(X.shape[0]) if sw is None else (float(sw.sum()) or 1.0)
+        shapes = [p.shape for p in params]
+        sizes = [p.numel() for p in params]
+        mean = None if self.mean is None else self.mean.to(torch.float64)
+        fit_intercept = self.fit_intercept
+
+        def f(theta):
+            parts = torch.split(theta, sizes)
+            coef = parts[0].reshape(shapes[0])
+            intercept = parts[1].reshape(shapes[1]) if fit_intercept else None
+            if intercept is not None and mean is not None:
+                intercept = intercept - coef @ mean
+            return objective(
+                coef, intercept, X, y, sw, self.penalty, normalizer=normalizer, include_l1=False
+            )
+
+        theta = torch.cat([p.detach().reshape(-1).to(torch.float64) for p in params])
+        scale = torch.cat([d.reshape(-1) for d in preconditioner.diagonals]).rsqrt()
+        gen = torch.Generator(device=theta.device).manual_seed(0)
+        v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
+        v /= v.norm()
+        top = 0.0
+        for _ in range(iterations):
+            w = scale * hessian_vector_product(f, theta, scale * v)
+            new = float(v @ w)
+            v = w / w.norm().clamp_min(1e-300)
+            if abs(new - top) <= 1e-2 * abs(new):
+                return new
+            top = new
+        return top
+
+    def optimality_gradients(self, params):
+        """The gradients, the L1 part as its minimum-norm subgradient (zero at the optimum)."""
+        grads = [optimality_gradient(params[0].grad, params[0].detach(), self.penalty.l1)]
+        return grads + [p.grad for p in params[1:]]
+
+
+# ---------------------------------------------------------------- the rules
+
+
+class StepControl:
+    """Reject a step that raised the objective; shorten, then regrow, the step.
+
+    A rise of the objective (beyond rounding) means the step overshot: the
+    parameters go back to where the epoch started, the momentum is forgotten
+    (O'Donoghue & Candes' function restart) and ``lr`` halves. After an
+    accepted step ``lr`` doubles back towards ``lr_max``, the rule's value
+    (lowered to the last rejected step's half until the curvature is measured
+    again), so one bad region does not slow the rest of the fit. With this rule the
+    objective never rises: ``loss_curve_`` is non-increasing.
+    """
+
+    SHRINK = 0.5
+    GROW = 2.0
+    # From the second rejection in a row, damp a dense or block preconditioner,
+    # starting at this fraction of its diagonal and growing tenfold.
+    DAMP_AFTER = 2
+    DAMP_START = 1e-3
+    DAMP_GROWTH = 10.0
+    # Halvings in a row after which the step is hopeless: divergence.
+    MAX_HALVINGS = 60
+
+    def __init__(self):
+        self.halvings = 0
+
+    def accept(self, f_new, f_old, noise):
+        return f_new <= f_old + noise  # False for NaN too
+
+    def rejected(self, state, epoch):
+        state.buffers = []
+        state.lr *= self.SHRINK
+        # Until the next measurement, do not grow back to the step that failed.
+        state.lr_max = min(state.lr_max, state.lr)
+        P = state.preconditioner
+        if P is not None and self.halvings >= self.DAMP_AFTER - 1:
+            # The quadratic model misleads here (nearly flat directions far from
+            # where it holds): Levenberg-Marquardt damping turns the direction
+            # towards the scaled gradient, which some step length always lowers.
+            state.preconditioner = P.damped(max(P.levenberg * self.DAMP_GROWTH, self.DAMP_START))
+        self.halvings += 1
+        if self.halvings > self.MAX_HALVINGS:
+            raise DivergenceError(
+                f"The objective rose after every step up to epoch {epoch}, although lr='auto' "
+                f"shortened the step {self.MAX_HALVINGS} times (now lr={state.lr:.3g}); "
+                "check the input for extreme values."
+            )
+
+    def accepted(self, state):
+        self.halvings = 0
+        if state.lr < state.lr_max:
+            state.lr = min(state.lr_max, state.lr * self.GROW)
+
+
+class RemeasureSchedule:
+    """When to measure the curvature again.
+
+    The preconditioner is measured at one point; as the fit sharpens the
+    logistic curvature changes (it shrinks where predictions grow confident),
+    and a stale ``P`` slows the fit down. A measurement costs ``ratio`` epochs
+    (from the problem's shape: :func:`~sktorch_lr._curvature.measure_cost_ratio`).
+
+    - Cheap measurements (``ratio <= NEWTON_RATIO``, small models, where the
+      per-call overheads dominate both): measure after every epoch that did
+      not converge fast. A fresh Hessian makes the step Newton's, whose
+      quadratic convergence no stale metric matches at that price.
+    - Costly ones (many classes or features): wait until the epochs since the
+      last measurement cost ``1 / SHARE - 1`` measurements, so curvature
+      stays under ``SHARE`` of the fit's time.
+
+    Never while the decrement falls ``FAST`` times or more per epoch: the
+    current ``P`` works.
+    """
+
+    NEWTON_RATIO = 2.5
+    SHARE = 0.2
+    FAST = 0.1
+
+    def __init__(self, ratio):
+        if ratio <= self.NEWTON_RATIO:
+            self.min_epochs = 1
+        else:
+            self.min_epochs = math.ceil(ratio * (1.0 / self.SHARE - 1.0))
+        self.since = 0
+
+    def tick(self):
+        self.since += 1
+
+    def due(self, progress):
+        return self.since >= self.min_epochs and not progress <= self.FAST
+
+    def measured(self):
+        self.since = 0
+
+
+class SpectrumEstimate:
+    """Learn the low end of ``P^-1 H``'s spectrum from the observed convergence.
+
+    The step rule assumes the eigenvalues of ``P^-1 H`` lie in ``[low, high]``.
+    A stale or approximate ``P`` (class blocks, the diagonal, a Hessian
+    measured epochs ago) can leave directions flatter than ``low``, along
+    which heavy ball converges at the rate ``rho`` it reaches there. Solving
+    ``rho = heavy_ball_radius(lr, momentum, h)`` for ``h`` gives
+    ``h = (1 + momentum - rho - momentum / rho) / lr``. When the decrement's
+    contraction over ``WINDOW`` accepted epochs says ``h < SHRINK * low``,
+    ``low`` becomes ``h`` and the momentum grows to match it.
+    """
+
+    WINDOW = 5
+    SHRINK = 0.5
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.decrements = []
+
+    def observe(self, decrement, state, low):
+        """A smaller ``low`` after an accepted epoch, or None."""
+        self.decrements.append(decrement)
+        if len(self.decrements) <= self.WINDOW:
+            return None
+        first, last = self.decrements[-self.WINDOW - 1], self.decrements[-1]
+        if not (0 < last < first):
+            return None
+        rho = (last / first) ** (1.0 / self.WINDOW)
+        m = state.momentum
+        h = (1.0 + m - rho - m / rho) / state.lr
+        if 0 < h < self.SHRINK * low:
+            self.reset()
+            return h
+        return None
+
+
+class StallStop:
+    """Stop when no epoch makes progress in the working precision.
+
+    Progress is a fall of the objective beyond rounding, or a new smallest
+    decrement under ``IMPROVE`` times the previous best. ``PATIENCE``
+    epochs in a row without either (float32 asked for a tiny ``tol``) stop
+    the fit: more epochs would only spin.
+    """
+
+    PATIENCE = 10
+    IMPROVE = 0.5
+
+    def __init__(self):
+        self.best_decrement = math.inf
+        self.idle = 0
+
+    def update(self, f_new, f_old, decrement, noise):
+        progress = f_new < f_old - noise
+        if decrement < self.IMPROVE * self.best_decrement:
+            self.best_decrement = decrement
+            progress = True
+        self.idle = 0 if progress else self.idle + 1
+        return self.idle >= self.PATIENCE
+
+
+class BatchGrowth:
+    """Mini-batches: double the batch when the objective stalls.
+
+    Three epochs in a row without a new best mean the iterate is rattling in
+    the gradient noise, so the batch doubles (Smith et al., 2018, "Don't decay
+    the learning rate, increase the batch size"), which lowers the noise the
+    way a smaller step would, until it is the full batch.
+    """
+
+    PATIENCE = 3
+
+    def __init__(self):
+        self.best = math.inf
+        self.stalls = 0
+
+    def grow(self, f, noise):
+        if f < self.best - noise:
+            self.best = f
+            self.stalls = 0
+            return False
+        self.stalls += 1
+        if self.stalls >= self.PATIENCE:
+            self.stalls = 0
+            return True
+        return False
+
+
+# ------------------------------------------------------------- diagnostics
 
 
 class _History:
@@ -164,10 +515,12 @@ class _History:
     The objective, the gradient's norm (of the smooth part, at the epoch's end),
     the norm of the epoch's parameter change, the distance from the starting
     parameters, and the parameters themselves (the training's snapshots).
+    ``to_model`` turns the solver's parameters into the model's.
     """
 
-    def __init__(self, params):
-        self.start = [p.detach().clone() for p in params]
+    def __init__(self, params, to_model):
+        self.to_model = to_model
+        self.start = self._model(params)
         self.before = None
         self.rows = {
             "objective": [],
@@ -178,41 +531,59 @@ class _History:
             "intercept": [],
         }
 
-    def epoch_start(self, params):
-        self.before = [p.detach().clone() for p in params]
+    def _model(self, params):
+        copies = [p.detach().clone() for p in params]
+        self.to_model(copies[0], copies[1] if len(copies) > 1 else None)
+        return copies
 
-    def epoch_end(self, params, objective_value):
+    def epoch_start(self, params):
+        self.before = self._model(params)
+
+    def epoch_end(self, params, objective_value, grads):
+        now = self._model(params)
         with torch.no_grad():
-            grad_sq = sum(float((p.grad * p.grad).sum()) for p in params)
-            upd_sq = sum(
-                float(((p - b) ** 2).sum()) for p, b in zip(params, self.before, strict=True)
-            )
-            dist_sq = sum(
-                float(((p - s) ** 2).sum()) for p, s in zip(params, self.start, strict=True)
-            )
+            grad_sq = sum(float((g * g).sum()) for g in grads)
+            upd_sq = sum(float(((p - b) ** 2).sum()) for p, b in zip(now, self.before, strict=True))
+            dist_sq = sum(float(((p - s) ** 2).sum()) for p, s in zip(now, self.start, strict=True))
         self.rows["objective"].append(objective_value)
         self.rows["grad_norm"].append(math.sqrt(grad_sq))
         self.rows["update_norm"].append(math.sqrt(upd_sq))
         self.rows["distance_from_init"].append(math.sqrt(dist_sq))
-        self.rows["coef"].append(params[0].detach().cpu().double().numpy().copy())
-        if len(params) > 1:
-            self.rows["intercept"].append(params[1].detach().cpu().double().numpy().copy())
+        self.rows["coef"].append(now[0].cpu().double().numpy().copy())
+        if len(now) > 1:
+            self.rows["intercept"].append(now[1].cpu().double().numpy().copy())
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _gradient_measure(grads, direction):
+    """``(decrement, max|g|)`` in one device-to-host transfer.
+
+    ``decrement`` is ``sqrt(g^T P^-1 g)`` when ``direction = P^-1 g`` is given.
+    """
+    gmax = torch.stack(torch._foreach_norm(grads, math.inf)).max()
+    if direction is None:
+        return math.nan, float(gmax)
+    dec_sq = sum((g.double() * d.double()).sum() for g, d in zip(grads, direction, strict=True))
+    dec_sq, gmax = torch.stack([dec_sq, gmax.double()]).tolist()
+    return math.sqrt(max(dec_sq, 0.0)), gmax
 
 
 def solve(
     params,
-    data,
-    penalty,
+    problem,
     state,
     *,
-    fit_intercept,
     max_iter,
     tol,
     batch_size,
     generator,
     check_convergence=True,
     track_gradients=False,
-    remeasure=None,
+    preconditioner_kind=None,
+    measure_ratio=1.0,
+    retune=None,
     callbacks=None,
     verbose=0,
 ):
@@ -221,31 +592,33 @@ def solve(
     Parameters
     ----------
     params : list of leaf Tensors
-        ``[coef]`` or ``[coef, intercept]``, with ``requires_grad=True``.
-    data : sktorch_lr._data.TrainingData
-    penalty : sktorch_lr._objective.Penalty
+        ``[coef]`` or ``[coef, intercept]`` in the problem's parametrisation,
+        with ``requires_grad=True``.
+    problem : Problem
     state : SolverState
-        Step size, momentum and the momentum buffers; updated in place.
+        Step size, momentum, preconditioner and momentum buffers; updated in place.
     max_iter : int
         Number of epochs at most.
     tol : float
-        Stop once the largest absolute entry of the objective's gradient
-        (minimum-norm subgradient for the L1 part) is at most ``tol``.
+        With a preconditioner: stop once the Newton decrement
+        ``sqrt(g^T P^-1 g)`` is at most ``tol``. Without one (a float ``lr``):
+        once the gradient's largest entry is. ``g`` is the objective's gradient
+        (minimum-norm subgradient for the L1 part).
     batch_size : int or None
         ``None`` or ``>= n_samples`` means full batch. With ``state.adaptive``
-        it is the starting size: it doubles whenever the objective stalls.
+        it is the starting size: :class:`BatchGrowth` doubles it.
     generator : torch.Generator
         The only source of randomness (the mini-batch order).
+    preconditioner_kind : str or None
+        For ``state.adaptive``: the kind :class:`RemeasureSchedule` measures again.
+    measure_ratio : float
+        The cost of one curvature measurement in epochs.
+    retune : callable or None
+        ``(state, old_preconditioner, stochastic=False, low=None) -> None``:
+        adopts the step rule for a newly measured ``state.preconditioner``, or
+        for a new low end ``low`` of its spectrum (:class:`SpectrumEstimate`).
     callbacks : sktorch_lr._callbacks.FitCallbacks or None
         scikit-learn callback hooks around each epoch; one may stop training.
-    remeasure : callable or None
-        ``params -> (lr, momentum)``: the full-batch rule from the curvature at
-        ``params`` (``lr="auto"``). In full batch it is called after epochs 1,
-        2, 4, 8, ... and when growing mini-batches reach the full batch. The
-        curvature of a logistic loss shrinks as the fit sharpens (the lesson's
-        largest eigenvalue falls 40-fold from start to optimum), so the step
-        size and momentum follow it; the momentum buffer is rescaled so that
-        the velocity ``lr * buffer`` carries over.
 
     Returns
     -------
@@ -256,25 +629,39 @@ def solve(
     DivergenceError
         If the objective becomes non-finite or grows far past its start.
     """
+    data = problem.data
     n = data.n_samples
     full_batch = batch_size is None or batch_size >= n
-    X, y, sw = data.full()
     S = data.weight_sum
-    history = _History(params) if track_gradients else None
+    history = _History(params, problem.to_model) if track_gradients else None
+    adaptive = state.adaptive
+    eps = torch.finfo(data.dtype).eps
+    control = StepControl()
+    schedule = RemeasureSchedule(measure_ratio)
+    stall = StallStop()
+    growth = BatchGrowth()
+    spectrum = SpectrumEstimate()
+    measured_at = 0  # the epoch whose parameters the preconditioner was measured at
+
+    def direction_of(grads):
+        P = state.preconditioner
+        return None if P is None else problem.project_(P.direction(grads))
+
+    def measure_of(grads, direction):
+        # With an L1 part the decrement is that of the optimality gradient.
+        if problem.penalty.l1 and direction is not None:
+            direction = direction_of(grads)
+        return _gradient_measure(grads, direction)
 
     zero_grad_(params)
-    f = float(_evaluate(params, fit_intercept, X, y, sw, penalty, S))
+    f = float(problem.evaluate(params))
     _check_finite(f, state, epoch=0)
-    f_start = previous = f
+    f_start = f
+    grads = problem.optimality_gradients(params)
+    direction = direction_of([p.grad for p in params])
+    decrement, grad_max = measure_of(grads, direction)
     loss_curve = []
-    converged = stopped = False
-    rises = []  # full batch: epochs of the recent rises of the objective
-    stalls = 0  # mini-batches: epochs in a row without a new best
-    best = f
-    best_params = [p.detach().clone() for p in params] if state.adaptive else None
-    # Rises smaller than this are rounding, not a sign of a too-long step.
-    noise = 16 * torch.finfo(data.dtype).eps
-    next_remeasure = FIRST_REMEASURE
+    converged = stopped = stalled = False
     epoch = 0
     for epoch in range(1, max_iter + 1):
         if callbacks is not None:
@@ -282,153 +669,118 @@ def solve(
         if history is not None:
             history.epoch_start(params)
         if full_batch:
-            _step(params, state, penalty)
+            before = [p.detach().clone() for p in params] if adaptive else None
+            step_(params, state, problem.penalty, direction)
         else:
             perm = torch.randperm(n, generator=generator)
             for start in range(0, n, batch_size):
                 idx = perm[start : start + batch_size]
                 Xb, yb, swb = data.batch(idx)
                 zero_grad_(params)
-                _evaluate(params, fit_intercept, Xb, yb, swb, penalty, S * len(idx) / n)
-                _step(params, state, penalty)
+                problem.evaluate(params, (Xb, yb, swb, S * len(idx) / n))
+                step_(params, state, problem.penalty, direction_of([p.grad for p in params]))
+        f_old = f
+        noise = NOISE_ULPS * eps * max(abs(f_old), 1e-30)
         zero_grad_(params)
-        # With tol=0 nothing reads the gradient's size: skip it unless it is printed.
-        want_grad = (check_convergence and tol > 0) or bool(verbose)
-        f_t = _evaluate(params, fit_intercept, X, y, sw, penalty, S)
-        f, grad_max = _read_back(f_t, params, penalty, want_grad)
-        ceiling = best + REVERT_FRACTION * (f_start - best) + noise * max(abs(f_start), 1.0)
-        if state.adaptive and not f <= ceiling:
-            # Back more than halfway from the best value to the start (or
-            # non-finite): the step was far too long for where the iterate
-            # went. Go back to the best point, forget the momentum and quarter
-            # the step.
-            _restore_(params, best_params)
-            state.buffers = []
-            _halve_lr(state, epoch, factor=0.25)
+        f_new = float(problem.evaluate(params))
+        accepted = True
+        if adaptive and full_batch and not control.accept(f_new, f_old, noise):
+            accepted = False
+            _restore_(params, before)
+            control.rejected(state, epoch)
+            spectrum.reset()
             zero_grad_(params)
-            f_t = _evaluate(params, fit_intercept, X, y, sw, penalty, S)
-            f, grad_max = _read_back(f_t, params, penalty, want_grad)
+            f_new = float(problem.evaluate(params))
+        elif adaptive and full_batch:
+            control.accepted(state)
+        f = f_new
         _check_finite(f, state, epoch, f_start)
+        grads = problem.optimality_gradients(params)
+        direction = direction_of([p.grad for p in params])
+        previous_decrement = decrement
+        decrement, grad_max = measure_of(grads, direction)
         loss_curve.append(f)
         if history is not None:
-            history.epoch_end(params, f)
+            history.epoch_end(params, f, [p.grad for p in params])
         if verbose >= 2 or (verbose and (epoch == 1 or epoch % 20 == 0)):
             print(
-                f"Epoch {epoch}: objective {f:.8g}, max|grad| {grad_max:.3e}, "
-                f"lr {state.lr:.4g}, momentum {state.momentum:.4g}"
+                f"Epoch {epoch}: objective {f:.10g}, decrement {decrement:.3e}, "
+                f"max|grad| {grad_max:.3e}, lr {state.lr:.4g}, momentum {state.momentum:.4g}"
             )
         if callbacks is not None and callbacks.epoch_end(params):
             stopped = True
             break
-        if check_convergence and grad_max <= tol:
-            converged = True
+        measure = decrement if state.preconditioner is not None else grad_max
+        if check_convergence and measure <= tol:
+            if not adaptive or measured_at == epoch:
+                converged = True
+                break
+            # The preconditioner was measured elsewhere: confirm with a fresh one.
+            state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
+            schedule.measured()
+            measured_at = epoch
+            direction = direction_of([p.grad for p in params])
+            decrement, grad_max = measure_of(grads, direction)
+            if decrement <= tol:
+                converged = True
+                break
+            continue
+        if not adaptive:
+            continue
+        if full_batch and check_convergence and stall.update(f, f_old, decrement, noise):
+            stalled = True
             break
-        if state.adaptive and full_batch:
-            rises = _react_full_batch(state, f, previous, rises, epoch, noise)
-        elif state.adaptive:
-            stalls, grow = _react_mini_batch(f, best, stalls, noise)
-            if grow:
-                batch_size *= 2
-                if batch_size >= n:
-                    full_batch = True
-                    if remeasure is not None:
-                        retune(state, *remeasure(params))
-                        next_remeasure = 2 * epoch
-        previous = f
-        if f < best:
-            best = f
-            if state.adaptive:
-                best_params = [p.detach().clone() for p in params]
-        if remeasure is not None and full_batch and epoch == next_remeasure:
-            lr, momentum = remeasure(params)
-            # Once the curvature has settled (the step changes by under 10%),
-            # measure it four times less often.
-            settled = abs(lr - state.lr) < 0.1 * state.lr
-            next_remeasure *= REMEASURE_GROWTH**3 if settled else REMEASURE_GROWTH
-            retune(state, lr, momentum)
+        if not full_batch and growth.grow(f, noise):
+            batch_size *= 2
+            full_batch = batch_size >= n
+            if full_batch:
+                # The full-batch rule from here on.
+                state.buffers = []
+                state.preconditioner = _remeasure(
+                    problem, params, state, preconditioner_kind, retune
+                )
+                schedule.measured()
+                measured_at = epoch
+                direction = direction_of([p.grad for p in params])
+                decrement, grad_max = measure_of(grads, direction)
+                continue
+        schedule.tick()
+        progress = decrement / previous_decrement if previous_decrement > 0 else 0.0
+        if full_batch and accepted and schedule.due(progress):
+            state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
+            schedule.measured()
+            spectrum.reset()
+            measured_at = epoch
+            direction = direction_of([p.grad for p in params])
+            decrement, grad_max = measure_of(grads, direction)
+        elif full_batch and accepted and retune is not None and state.low is not None:
+            low = spectrum.observe(decrement, state, state.low)
+            if low is not None:
+                retune(state, None, low=low)
     zero_grad_(params)
     return SolveResult(
         n_iter=epoch,
         loss_curve=loss_curve,
         converged=converged,
         stopped=stopped,
+        stalled=stalled,
+        decrement=decrement if state.preconditioner is not None else grad_max,
         history=None if history is None else history.rows,
     )
 
 
-def _step(params, state, penalty):
-    coef = params[0]
-    before = coef.detach().clone() if penalty.l1 else None
-    momentum_step_(params, state)
-    if penalty.l1:
-        proximal_l1_(coef, state, penalty.l1, before)
-
-
-def _react_full_batch(state, f, previous, rises, epoch, noise):
-    """``lr="auto"``, full batch: react to the objective ``f`` after ``epoch``.
-
-    ``rises`` holds the epochs of the recent rises; the updated list is
-    returned. A rise restarts the momentum (O'Donoghue & Candes' function
-    restart); three rises within six epochs mean the step is too long for this
-    region (a steady rise, or the period-two rattle of a step past ``2 / L``),
-    so ``lr`` is halved.
-    """
-    rises = [e for e in rises if e > epoch - 6]
-    if f - previous <= noise * max(abs(previous), 1.0):
-        return rises
-    state.buffers = []
-    rises.append(epoch)
-    if len(rises) >= 3:
-        _halve_lr(state, epoch)
-        return []
-    return rises
-
-
-def _react_mini_batch(f, best, stalls, noise):
-    """``lr="auto"``, mini-batches: ``(stalls, grow_batch)`` after an epoch.
-
-    ``stalls`` counts the epochs in a row without a new best. Three mean the
-    iterate is rattling in the gradient noise, so the batch doubles (Smith et
-    al., 2018, "Don't decay the learning rate, increase the batch size"),
-    which lowers the noise the way a smaller step would, until it is the full
-    batch.
-    """
-    if f - best <= -noise * max(abs(best), 1.0):
-        return 0, False
-    stalls += 1
-    if stalls >= 3:
-        return 0, True
-    return stalls, False
-
-
-def retune(state, lr, momentum):
-    """Adopt a new step size and momentum, keeping the velocity ``lr * buffer``.
-
-    The step size grows at most fourfold per remeasurement: the curvature is
-    measured at one point, and a step much longer than the one that worked
-    so far can land where the loss is curved more sharply.
-    """
-    lr = min(lr, MAX_LR_GROWTH * state.lr)
-    with torch.no_grad():
-        if state.buffers:
-            torch._foreach_mul_(state.buffers, state.lr / lr)
-    state.lr, state.momentum = lr, momentum
+def _remeasure(problem, params, state, kind, retune):
+    old = state.preconditioner
+    state.preconditioner = problem.measure(params, kind)
+    if retune is not None:
+        retune(state, old)
+    return state.preconditioner
 
 
 def _restore_(params, saved):
     with torch.no_grad():
         for p, v in zip(params, saved, strict=True):
             p.copy_(v)
-
-
-def _halve_lr(state, epoch, factor=0.5):
-    state.lr *= factor
-    state.lr_halvings += 1
-    if state.lr_halvings > 40:
-        raise DivergenceError(
-            f"The objective kept rising at epoch {epoch} although lr='auto' halved the "
-            f"learning rate 40 times (now lr={state.lr:.3g}); check the input for extreme values."
-        )
 
 
 def _check_finite(f, state, epoch, f_start=None):

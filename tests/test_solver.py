@@ -1,12 +1,27 @@
-"""The momentum step is torch.optim.SGD's; the prox step gives exact zeros; divergence is caught."""
+"""The solver: torch.optim.SGD's step, and each lr="auto" rule on synthetic sequences."""
+
+import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
+from sktorch_lr._curvature import DensePreconditioner, heavy_ball_radius
 from sktorch_lr._data import TrainingData
-from sktorch_lr._objective import penalty_strengths
-from sktorch_lr._solver import DivergenceError, SolverState, momentum_step_, solve
+from sktorch_lr._objective import objective, penalty_strengths
+from sktorch_lr._solver import (
+    BatchGrowth,
+    DivergenceError,
+    Problem,
+    RemeasureSchedule,
+    SolverState,
+    SpectrumEstimate,
+    StallStop,
+    StepControl,
+    momentum_step_,
+    solve,
+)
 
 
 @pytest.mark.parametrize(
@@ -36,30 +51,13 @@ def test_momentum_step_is_torch_optim_sgd(nesterov, momentum):
         assert torch.equal(a, b)
 
 
-def _problem(n=200, d=6, seed=0):
+def _data(n=200, d=6, seed=0, offset=0.0, sparse=False):
     rng = np.random.RandomState(seed)
-    X = rng.randn(n, d)
-    y = (X[:, 0] + 0.5 * rng.randn(n) > 0).astype(np.float64)
+    X = rng.randn(n, d) + offset
+    y = (X[:, 0] - offset + 0.5 * rng.randn(n) > 0).astype(np.float64)
+    if sparse:
+        X = sp.csr_matrix(np.where(np.abs(X) > 0.5, X, 0.0))
     return TrainingData(X, y, None, binary=True, device=torch.device("cpu"), dtype=torch.float64)
-
-
-def _solve(state, penalty=None, **kw):
-    """``solve`` on the default problem from zero parameters, full batch: (result, params)."""
-    data = _problem()
-    penalty = penalty or penalty_strengths(1.0, 0.0, data.weight_sum)
-    params = _params()
-    kw = {"max_iter": 1000, "tol": 1e-6, **kw}
-    result = solve(
-        params,
-        data,
-        penalty,
-        state,
-        fit_intercept=True,
-        batch_size=None,
-        generator=torch.Generator(),
-        **kw,
-    )
-    return result, params
 
 
 def _params(d=6):
@@ -69,8 +67,19 @@ def _params(d=6):
     ]
 
 
+def _solve(state, penalty=None, centred=False, **kw):
+    """``solve`` on the default problem from zero parameters, full batch: (result, params)."""
+    data = _data()
+    penalty = penalty or penalty_strengths(1.0, 0.0, data.weight_sum)
+    problem = Problem(data, penalty, fit_intercept=True, centred=centred)
+    params = _params()
+    kw = {"max_iter": 1000, "tol": 1e-6, **kw}
+    result = solve(params, problem, state, batch_size=None, generator=torch.Generator(), **kw)
+    return result, params
+
+
 def test_proximal_step_gives_exact_zeros():
-    penalty = penalty_strengths(0.1, 1.0, _problem().weight_sum)
+    penalty = penalty_strengths(0.1, 1.0, _data().weight_sum)
     state = SolverState(lr=0.5, momentum=0.5, nesterov=False, adaptive=False)
     result, params = _solve(state, penalty, max_iter=2000, tol=1e-8)
     assert result.converged
@@ -86,10 +95,17 @@ def test_divergence_is_detected_with_a_fixed_lr():
 
 
 def test_adaptive_mode_recovers_from_a_far_too_long_step():
-    state = SolverState(lr=1e4, momentum=0.9, nesterov=False, adaptive=True)
-    result, _ = _solve(state)
+    """A step 1e4 times too long is rejected and shortened until it lowers the objective."""
+    data = _data()
+    penalty = penalty_strengths(1.0, 0.0, data.weight_sum)
+    problem = Problem(data, penalty, fit_intercept=True, centred=True)
+    params = _params()
+    state = SolverState(lr=1e4, momentum=0.0, nesterov=False, adaptive=True, lr_max=1e4)
+    state.preconditioner = problem.measure(params, "dense")
+    result = solve(params, problem, state, max_iter=200, tol=1e-8, batch_size=None, generator=None)
     assert result.converged
     assert state.lr < 1e4
+    assert all(b <= a for a, b in zip(result.loss_curve, result.loss_curve[1:], strict=False))
 
 
 def test_gradient_history_is_recorded():
@@ -100,3 +116,130 @@ def test_gradient_history_is_recorded():
     assert all(len(v) == result.n_iter for v in h.values())
     assert h["objective"] == result.loss_curve
     assert h["grad_norm"][-1] < h["grad_norm"][0]
+
+
+# ------------------------------------------------------------- the problem
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_centring_is_an_exact_reparametrisation(sparse):
+    """Same objective at the same model; the intercept's Hessian row decouples at zero."""
+    data = _data(offset=50.0, sparse=sparse)
+    penalty = penalty_strengths(1.0, 0.0, data.weight_sum)
+    centred = Problem(data, penalty, fit_intercept=True, centred=True)
+    rng = np.random.RandomState(1)
+    coef = torch.tensor(rng.randn(1, 6) * 0.01, requires_grad=True)
+    b = torch.tensor([0.3], dtype=torch.float64)
+    c = b.clone().requires_grad_(True)
+    centred.to_solver(coef.detach(), c.detach())
+    f_centred = centred.evaluate([coef, c])
+    X, y, _ = data.full()
+    X = X.to_dense() if sparse else X
+    f_plain = objective(coef.detach(), b, X, y, None, penalty, normalizer=data.weight_sum)
+    assert float(f_centred) == pytest.approx(float(f_plain), rel=1e-12)
+    back = c.detach().clone()
+    centred.to_model(coef.detach(), back)
+    assert float(back) == pytest.approx(0.3, abs=1e-12)
+    P = centred.measure(_params(), "dense")
+    assert P.H[-1, :-1].abs().max() < 1e-12 * P.H.diagonal().max()
+
+
+def test_centred_solve_reaches_the_plain_optimum_on_offset_features():
+    data = _data(offset=1e3)
+    penalty = penalty_strengths(1.0, 0.0, data.weight_sum)
+    problem = Problem(data, penalty, fit_intercept=True, centred=True)
+    params = _params()
+    state = SolverState(lr=1.0, momentum=0.0, nesterov=False, adaptive=True, lr_max=1.0)
+    state.preconditioner = problem.measure(params, "dense")
+    result = solve(params, problem, state, max_iter=100, tol=1e-7, batch_size=None, generator=None)
+    assert result.converged and result.n_iter < 30
+    problem.to_model(params[0].detach(), params[1].detach())
+    X, y, _ = data.full()
+    coef = params[0].detach().requires_grad_(True)
+    b = params[1].detach().requires_grad_(True)
+    objective(coef, b, X, y, None, penalty, normalizer=data.weight_sum).backward()
+    # Features near 1e3: the gradient's entries are 1e3 times the decrement's scale.
+    assert coef.grad.abs().max() < 1e-5 and b.grad.abs().max() < 1e-7
+
+
+# ---------------------------------------------------------------- the rules
+
+
+def test_step_control_rejects_shrinks_caps_damps_and_regrows():
+    H = torch.eye(3, dtype=torch.float64) * 2.0
+    state = SolverState(lr=1.0, momentum=0.5, nesterov=False, adaptive=True, lr_max=1.0)
+    state.preconditioner = DensePreconditioner(H, (1, 2), True)
+    state.buffers = [torch.ones(2)]
+    control = StepControl()
+    assert control.accept(1.0, 1.0, 0.0) and not control.accept(1.1, 1.0, 0.05)
+    assert not control.accept(math.nan, 1.0, 0.0)
+    control.rejected(state, epoch=1)
+    assert state.lr == 0.5 and state.lr_max == 0.5 and state.buffers == []
+    assert state.preconditioner.levenberg == 0.0  # first rejection: shorten only
+    control.rejected(state, epoch=2)
+    assert state.lr == 0.25 and state.preconditioner.levenberg == StepControl.DAMP_START
+    control.rejected(state, epoch=3)
+    assert state.preconditioner.levenberg == pytest.approx(10 * StepControl.DAMP_START)
+    assert state.lr == 0.125
+    control.accepted(state)
+    assert state.lr == 0.125  # no growth back to a step that failed
+    state.lr = 0.01
+    control.accepted(state)
+    assert state.lr == 0.02
+
+
+def test_step_control_gives_up_with_a_divergence_error():
+    state = SolverState(lr=1.0, momentum=0.0, nesterov=False, adaptive=True)
+    control = StepControl()
+    with pytest.raises(DivergenceError, match="rose after every step"):
+        for epoch in range(StepControl.MAX_HALVINGS + 2):
+            control.rejected(state, epoch)
+
+
+def test_remeasure_schedule():
+    cheap = RemeasureSchedule(ratio=1.0)
+    assert cheap.min_epochs == 1
+    cheap.tick()
+    assert cheap.due(progress=0.5) and not cheap.due(progress=0.05)
+    costly = RemeasureSchedule(ratio=10.0)
+    assert costly.min_epochs == 40  # curvature at most 20% of the time
+    for _ in range(39):
+        costly.tick()
+    assert not costly.due(0.9)
+    costly.tick()
+    assert costly.due(0.9)
+    costly.measured()
+    assert not costly.due(0.9)
+
+
+def test_stall_stop_needs_patience_epochs_without_progress():
+    stall = StallStop()
+    assert not stall.update(0.9, 1.0, 1e-3, noise=1e-12)  # the objective fell
+    stops = [stall.update(0.9, 0.9, 1e-3, noise=1e-12) for _ in range(StallStop.PATIENCE)]
+    assert stops[-1] and not any(stops[:-1])
+    stall = StallStop()
+    for k in range(3 * StallStop.PATIENCE):  # the decrement keeps halving: progress
+        assert not stall.update(0.9, 0.9, 0.4**k, noise=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.3])
+def test_spectrum_estimate_inverts_the_heavy_ball_rate(momentum):
+    """A decrement contracting by rho per epoch reveals the flattest curvature h."""
+    lr, h_true = 0.9, 0.01
+    rho = heavy_ball_radius(lr, momentum, h_true)
+    state = SolverState(lr=lr, momentum=momentum, nesterov=False, adaptive=True)
+    estimate = SpectrumEstimate()
+    found = None
+    for k in range(SpectrumEstimate.WINDOW + 1):
+        found = estimate.observe(rho**k, state, low=0.5)
+    assert found == pytest.approx(h_true, rel=1e-6)
+    estimate = SpectrumEstimate()
+    for k in range(SpectrumEstimate.WINDOW + 1):  # fast enough: nothing to learn
+        assert estimate.observe(0.1**k, state, low=0.5) is None
+
+
+def test_batch_growth_after_three_stalls():
+    growth = BatchGrowth()
+    assert not growth.grow(1.0, 0.0)
+    assert [growth.grow(1.0, 0.0) for _ in range(3)] == [False, False, True]
+    assert not growth.grow(0.5, 0.0)
