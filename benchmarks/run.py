@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import sklearn
 import torch
-from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import GridSearchCV
@@ -81,10 +81,15 @@ def median_time(fn, repeats):
 
 
 def objective_value(coef, intercept, X, y, C):
+    """The objective J (binary or multinomial) at numpy parameters, in float64."""
+    classes = np.unique(y)
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float64))
-    yt = torch.as_tensor((np.asarray(y) == 1).astype(np.float64))
-    coef = torch.as_tensor(np.asarray(coef, dtype=np.float64).reshape(1, -1))
-    intercept = torch.as_tensor(np.asarray(intercept, dtype=np.float64).reshape(1))
+    if len(classes) == 2:
+        yt = torch.as_tensor((np.asarray(y) == classes[1]).astype(np.float64))
+    else:
+        yt = torch.as_tensor(np.searchsorted(classes, y))
+    coef = torch.as_tensor(np.asarray(coef, dtype=np.float64).reshape(-1, Xt.shape[1]))
+    intercept = torch.as_tensor(np.asarray(intercept, dtype=np.float64).reshape(-1))
     with torch.no_grad():
         return float(
             objective(
@@ -94,9 +99,15 @@ def objective_value(coef, intercept, X, y, C):
 
 
 def optimum(X, y, C):
-    sk = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000)
-    sk.fit(np.asarray(X, dtype=np.float64), y)
-    return objective_value(sk.coef_, sk.intercept_, X, y, C)
+    """The best objective scikit-learn's exact solvers reach with tol=1e-12."""
+    best = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for solver in ("newton-cholesky", "lbfgs"):
+            sk = LogisticRegression(C=C, solver=solver, tol=1e-12, max_iter=10_000)
+            sk.fit(np.asarray(X, dtype=np.float64), y)
+            best = min(best, objective_value(sk.coef_, sk.intercept_, X, y, C))
+    return best
 
 
 # ---------------------------------------------------------------- methods
@@ -413,6 +424,140 @@ def _grid(est, _):
     ).fit(X, y)
 
 
+def bench_default_fit(name, X, y, repeats):
+    """Default fits (C=1) on the data as loaded: epochs, gap and time against lbfgs."""
+    rows = []
+    opt = optimum(X, y, 1.0)
+    for method, make in (
+        ("TorchLogisticRegression", lambda: TorchLogisticRegression()),
+        ("sklearn lbfgs", lambda: LogisticRegression()),
+    ):
+        make().fit(X, y)  # warm-up
+        seconds, est = median_time(lambda make=make: make().fit(X, y), repeats)
+        gap = objective_value(est.coef_, est.intercept_, X, y, 1.0) - opt
+        iters = int(np.max(est.n_iter_))
+        rows.append(
+            {
+                "case": name,
+                "method": method,
+                "C": 1.0,
+                "fit_s": seconds,
+                "objective_gap": gap,
+                "iterations": iters,
+            }
+        )
+        print(f"  {method:45s} {seconds * 1e3:9.2f} ms  gap {gap: .2e}  {iters} it", flush=True)
+    return rows
+
+
+def _logspace_grid(X, y):
+    def run(est, _):
+        GridSearchCV(est, {"C": np.logspace(-4, 4, 10)}, cv=5).fit(X, y)
+
+    return run
+
+
+def bench_many_classes(repeats):
+    """2,000 x 20 with 1,000 classes: fit time, gap, and the curvature's share of it."""
+    from sktorch_lr import _solver
+
+    rng = np.random.RandomState(0)
+    n, d, K = 2000, 20, 1000
+    X = rng.randn(n, d)
+    y = np.argmax(X @ rng.randn(K, d).T + rng.gumbel(size=(n, K)), axis=1)
+    y[:K] = np.arange(K)  # every class present
+    opt = objective_value(
+        *(lambda e: (e.coef_, e.intercept_))(
+            LogisticRegression(tol=1e-10, max_iter=10_000).fit(X, y)
+        ),
+        X,
+        y,
+        1.0,
+    )
+    rows = []
+    spent = [0.0]
+    measure = _solver.Problem.measure
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return measure(self, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    for method, make in (
+        ("TorchLogisticRegression", lambda: TorchLogisticRegression()),
+        ("sklearn lbfgs", lambda: LogisticRegression()),
+    ):
+        spent[0] = 0.0
+        _solver.Problem.measure = timed
+        try:
+            seconds, est = median_time(lambda make=make: make().fit(X, y), repeats)
+        finally:
+            _solver.Problem.measure = measure
+        gap = objective_value(est.coef_, est.intercept_, X, y, 1.0) - opt
+        row = {
+            "case": "2000x20, 1000 classes",
+            "method": method,
+            "C": 1.0,
+            "fit_s": seconds,
+            "objective_gap": gap,
+            "iterations": int(np.max(est.n_iter_)),
+        }
+        if method.startswith("Torch"):
+            row["curvature_share"] = spent[0] / repeats / seconds
+        rows.append(row)
+        share = f"  curvature {row['curvature_share']:.0%}" if "curvature_share" in row else ""
+        print(f"  {method:45s} {seconds:9.3f} s  gap {gap: .2e}{share}", flush=True)
+    return rows
+
+
+_BUSY = "import time\nend = time.time() + 600\nwhile time.time() < end: pass"
+
+
+def bench_busy(repeats):
+    """Small fits with one busy process beside them, against the same fits on a quiet machine."""
+    rows = []
+    X_bc, y_bc = load_breast_cancer(return_X_y=True)
+    cases = {
+        "lesson 200x2, lesson settings": (
+            make_lesson_data(),
+            lambda: TorchLogisticRegression(
+                lr=0.01, momentum=0.9, C=np.inf, batch_size=None, max_iter=1000, tol=0.0
+            ),
+        ),
+        "breast cancer, defaults": (
+            (standardised(X_bc), y_bc),
+            lambda: TorchLogisticRegression(),
+        ),
+    }
+    for name, ((X, y), make) in cases.items():
+        make().fit(X, y)
+        quiet, _ = median_time(lambda make=make, X=X, y=y: make().fit(X, y), repeats)
+        busy_proc = subprocess.Popen([sys.executable, "-c", _BUSY])
+        try:
+            time.sleep(0.5)
+            busy, _ = median_time(lambda make=make, X=X, y=y: make().fit(X, y), repeats)
+        finally:
+            busy_proc.kill()
+            busy_proc.wait()
+        rows.append(
+            {
+                "case": "one busy process beside",
+                "method": f"TorchLogisticRegression, {name}",
+                "fit_s": busy,
+                "quiet_s": quiet,
+                "busy_over_quiet": busy / quiet,
+            }
+        )
+        print(
+            f"  {name:45s} quiet {quiet * 1e3:8.2f} ms  busy {busy * 1e3:8.2f} ms "
+            f"({busy / quiet:.2f}x)",
+            flush=True,
+        )
+    return rows
+
+
 def bench_import(repeats):
     base = "import torch, sklearn.linear_model"
     ours = (
@@ -485,6 +630,26 @@ def main(argv=None):
     rows += bench_case("breast cancer 569x30", standardised(X), y, 1.0, repeats, False)
     print("GridSearchCV: 5 folds x 4 C, scaler + model, breast cancer")
     rows += bench_suite("grid search", _grid, 1 if args.quick else 3)
+    for name, loader in (("breast cancer", load_breast_cancer), ("digits", load_digits)):
+        print(f"GridSearchCV: 5 folds x C in logspace(-4, 4, 10), standardised {name}")
+        X, y = loader(return_X_y=True)
+        rows += bench_suite(
+            f"grid search logspace, {name}",
+            _logspace_grid(standardised(X), y),
+            1 if args.quick else 3,
+        )
+    for name, loader in (
+        ("breast cancer", load_breast_cancer),
+        ("wine", load_wine),
+        ("digits", load_digits),
+    ):
+        print(f"raw {name}: default fits")
+        X, y = loader(return_X_y=True)
+        rows += bench_default_fit(f"raw {name}", X, y, repeats)
+    print("2,000 x 20, 1,000 classes")
+    rows += bench_many_classes(1 if args.quick else 3)
+    print("busy machine: one busy process beside the fit")
+    rows += bench_busy(repeats)
     print("100k x 20, standardised float32")
     X, y = make_classification(100_000, 20, n_informative=10, random_state=0)
     rows += bench_large("100k x 20 float32", standardised(X).astype(np.float32), y, 1.0, repeats)
@@ -518,7 +683,7 @@ def write(rows, out, quick):
         + (" (quick mode)" if quick else ""),
         "",
         "| case | method | C | fit (median) | objective - optimum | time to optimum + 1e-3 "
-        "| peak extra memory |",
+        "(or iterations) | peak extra memory |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -536,6 +701,14 @@ def write(rows, out, quick):
             )
         )
         mem = f"{r['peak_extra_memory_mb']:.0f} MB" if "peak_extra_memory_mb" in r else ""
+        if "iterations" in r:
+            t_s = f"{r['iterations']} it" + (
+                f", curvature {r['curvature_share']:.0%} of the fit"
+                if "curvature_share" in r
+                else ""
+            )
+        if "busy_over_quiet" in r:
+            gap = f"{r['busy_over_quiet']:.2f} x its quiet time ({r['quiet_s'] * 1e3:.1f} ms)"
         if "epoch_over_read" in r:
             gap = (
                 f"{r['epoch_over_read']:.1f} x one read of X ({r['one_read_of_X_s'] * 1e3:.0f} ms)"
@@ -558,6 +731,12 @@ def plot(rows, path, info):
         ("lesson 200x2", "sklearn lbfgs"),
         ("breast cancer 569x30", "sklearn lbfgs"),
         ("grid search", "sklearn lbfgs"),
+        ("grid search logspace, breast cancer", "sklearn lbfgs"),
+        ("grid search logspace, digits", "sklearn lbfgs"),
+        ("raw breast cancer", "sklearn lbfgs"),
+        ("raw wine", "sklearn lbfgs"),
+        ("raw digits", "sklearn lbfgs"),
+        ("2000x20, 1000 classes", "sklearn lbfgs"),
         ("check_estimator suite", "sklearn lbfgs"),
         ("100k x 20 float32", "sklearn lbfgs"),
         ("1M x 100 float32", "sklearn lbfgs"),

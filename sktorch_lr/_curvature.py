@@ -63,7 +63,10 @@ def hessian_vector_product(f, theta, v):
     """``H(theta) @ v`` by double backward (Pearlmutter's trick)."""
     theta = theta.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(f(theta), theta, create_graph=True)
-    (hv,) = torch.autograd.grad(g, theta, grad_outputs=v)
+    # (g . v) differentiated, rather than grad_outputs=v: the same product, without
+    # the import of torch's symbolic-shape machinery (sympy, which registers a
+    # warnings filter) that grad_outputs triggers on first use.
+    (hv,) = torch.autograd.grad((g * v).sum(), theta)
     return hv
 
 

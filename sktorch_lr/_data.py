@@ -86,18 +86,18 @@ def csr_to_coo_tensor(X, device, dtype):
 def dense_to_tensor(X, device, dtype):
     """A numpy array as a tensor on ``device``, sharing memory where it can.
 
-    ``torch.from_numpy`` refuses read-only arrays without a warning only after a
-    copy, so those (e.g. memory maps opened read-only) are copied once.
+    ``torch.from_numpy`` warns on read-only arrays (e.g. memory maps opened
+    read-only) and refuses negative strides (``X[::-1]``), so those are copied once.
     """
-    if not X.flags.writeable:
-        X = np.array(X)
+    if not X.flags.writeable or any(stride < 0 for stride in X.strides):
+        X = np.array(X)  # read-only memory, or reversed views torch cannot wrap
     return torch.from_numpy(X).to(device=device, dtype=dtype)
 
 
 def as_tensor(X, device, dtype):
     """Validated ``X`` (numpy, scipy sparse or tensor) as a tensor on ``device``."""
     if is_tensor(X):
-        return X.to(device=device, dtype=dtype)
+        return X.detach().to(device=device, dtype=dtype)
     if sp.issparse(X):
         return csr_to_coo_tensor(X, device, dtype)
     return dense_to_tensor(np.asarray(X), device, dtype)
@@ -107,8 +107,11 @@ def vector_to_tensor(v, device, dtype):
     if v is None:
         return None
     if is_tensor(v):
-        return v.to(device=device, dtype=dtype)
-    return torch.as_tensor(np.ascontiguousarray(v)).to(device=device, dtype=dtype)
+        return v.detach().to(device=device, dtype=dtype)
+    v = np.asarray(v)
+    if not v.flags.writeable or not v.flags.c_contiguous:
+        v = np.array(v, order="C")  # torch warns on read-only memory
+    return torch.from_numpy(v).to(device=device, dtype=dtype)
 
 
 class TrainingData:

@@ -1,5 +1,6 @@
 """``TorchLogisticRegression``: validation and bookkeeping around the solver."""
 
+import contextlib
 import copy
 import warnings
 from numbers import Integral, Real
@@ -31,9 +32,15 @@ from ._curvature import (
 )
 from ._data import TrainingData, as_tensor, is_tensor, resolve_device, torch_dtype
 from ._module import LogisticRegressionModule
-from ._objective import penalty_strengths
+from ._objective import linear_logits, penalty_strengths
 from ._solver import Problem, SolverState, solve
 from ._threads import threads_for
+
+# Sample weights summing below this (subnormal territory) cannot normalise the objective.
+MIN_WEIGHT_SUM = 1e-290
+# Features larger than this overflow float64 once squared (the curvature): rejected with
+# advice instead of a raw linear-algebra error.
+MAX_ABS_FEATURE = 1e150
 
 # batch_size="auto": full batch up to this many samples, mini-batches of
 # AUTO_BATCH_SIZE above it.
@@ -119,9 +126,12 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     ----------
     classes_ : ndarray of shape (n_classes,)
     coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
-        float64 copy of the module's weight.
+        The module's weight, in the training dtype (float32 for float32
+        input, as scikit-learn). On the CPU it shares the module's memory, and
+        assigning it writes into the module: ``coef_``, ``intercept_`` and
+        ``module_`` are one model.
     intercept_ : ndarray of shape (1,) or (n_classes,)
-        Zeros when ``fit_intercept=False``.
+        The module's bias; zeros when ``fit_intercept=False``.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when ``X`` had string column names.
@@ -251,6 +261,10 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         self : TorchLogisticRegression
         """
         _check_parameter_pairs(self)
+        with _unchanged_on_failure(self):
+            return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight):
         X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=True)
         classes = np.unique(y)
         if len(classes) < 2:
@@ -301,11 +315,18 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         self : TorchLogisticRegression
         """
         _check_parameter_pairs(self)
+        with _unchanged_on_failure(self):
+            return self._partial_fit(X, y, classes, sample_weight)
+
+    def _partial_fit(self, X, y, classes, sample_weight):
         first_call = not hasattr(self, "classes_")
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         if classes is not None:
-            classes = np.unique(_labels_to_numpy(classes))
+            classes = _labels_to_numpy(classes)
+            if np.asarray(classes).dtype.kind in "fc" and not np.isfinite(classes).all():
+                raise ValueError(f"`classes` contains NaN or infinity: {classes!r}.")
+            classes = np.unique(classes)
             if not first_call and not np.array_equal(classes, self.classes_):
                 raise ValueError(
                     f"`classes={classes!r}` is not the same as on the first call to "
@@ -459,6 +480,12 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
                 retune(solver_state, None, stochastic)
         else:
             solver_state = _state_on(copy.deepcopy(solver_state), device)
+            if solver_state.adaptive:
+                # A full fit's state: partial_fit takes none of its full-batch rules,
+                # and its metric and momentum were in the centred parametrisation.
+                solver_state.adaptive = False
+                solver_state.preconditioner = None
+                solver_state.buffers = []
             if not auto:
                 # set_params(lr=..., momentum=...) between calls takes effect.
                 solver_state.preconditioner = None
@@ -483,8 +510,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             copies = [p.detach().clone() for p in current]
             problem.to_model(copies[0], copies[1] if self.fit_intercept else None)
             copy_ = new_module(copies)
-            coef, intercept = _numpy_params(copy_)
-            return {"classes_": classes, "module_": copy_, "coef_": coef, "intercept_": intercept}
+            return {"classes_": classes, "module_": copy_}
 
         callbacks = fit_callbacks(self, *hook_data, max_iter, snapshot)
         result = solve(
@@ -510,22 +536,30 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         # Commit: nothing above touched self.
         self.classes_ = classes
         self.module_ = module
-        self.coef_, self.intercept_ = _numpy_params(module)
         self.lr_ = solver_state.lr
         self.momentum_ = solver_state.momentum
         self._solver_state = solver_state
         self._generator = generator
-        if partial and hasattr(self, "n_iter_") and previous_module is not None:
+        continuing = partial and hasattr(self, "n_iter_") and previous_module is not None
+        history = None
+        if result.history is not None:
+            history = {k: np.asarray(v) for k, v in result.history.items() if len(v)}
+            if not self.fit_intercept:
+                history["intercept"] = np.zeros((result.n_iter, n_outputs))
+            previous_history = getattr(self, "gradient_history_", None)
+            if continuing and previous_history is not None:
+                history = {k: np.concatenate([previous_history[k], v]) for k, v in history.items()}
+        if continuing:
             self.n_iter_ += result.n_iter
             self.loss_curve_ = self.loss_curve_ + result.loss_curve
         else:
             self.n_iter_ = result.n_iter
             self.loss_curve_ = result.loss_curve
-        if result.history is not None:
-            history = {k: np.asarray(v) for k, v in result.history.items() if len(v)}
-            if not self.fit_intercept:
-                history["intercept"] = np.zeros((result.n_iter, n_outputs))
+        if history is not None and (not continuing or "gradient_history_" in vars(self)):
             self.gradient_history_ = history
+        else:
+            # One row per epoch or nothing: a history that missed epochs would lie.
+            vars(self).pop("gradient_history_", None)
         if callbacks is not None:
             callbacks.fit_end()
         if not partial and not result.converged and not result.stopped and self.tol > 0:
@@ -574,6 +608,45 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         if self.batch_size is None or self.batch_size >= n_samples:
             return None
         return self.batch_size
+
+    # ------------------------------------------------------- fitted model
+
+    @property
+    def coef_(self):
+        """The module's weight as numpy, sharing its memory on the CPU (one source of truth)."""
+        return self.module_.linear.weight.detach().cpu().numpy()
+
+    @coef_.setter
+    def coef_(self, value):
+        weight = self.module_.linear.weight
+        value = np.asarray(value)
+        if value.shape != tuple(weight.shape):
+            raise ValueError(
+                f"coef_ must have shape {tuple(weight.shape)}, got an array of shape {value.shape}."
+            )
+        with torch.no_grad():
+            weight.copy_(torch.as_tensor(value, dtype=weight.dtype))
+
+    @property
+    def intercept_(self):
+        """The module's bias as numpy (zeros without one), sharing its memory on the CPU."""
+        bias = self.module_.linear.bias
+        if bias is None:
+            weight = self.module_.linear.weight
+            return np.zeros(weight.shape[0], dtype=weight.detach().cpu().numpy().dtype)
+        return bias.detach().cpu().numpy()
+
+    @intercept_.setter
+    def intercept_(self, value):
+        bias = self.module_.linear.bias
+        n_outputs = self.module_.linear.weight.shape[0]
+        value = np.broadcast_to(np.asarray(value, dtype=np.float64), (n_outputs,))
+        if bias is None:
+            if np.any(value != 0):
+                raise ValueError("intercept_ must stay zero when fit_intercept=False.")
+            return
+        with torch.no_grad():
+            bias.copy_(torch.as_tensor(value, dtype=bias.dtype))
 
     # -------------------------------------------------------------- predict
 
@@ -672,10 +745,16 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         check_is_fitted(self)
         tensor_in = is_tensor(X)
         X = self._validate_X(X, reset=False)
-        weight = self.module_.linear.weight
-        Xt = as_tensor(X, weight.device, weight.dtype)
+        weight, bias = self.module_.linear.weight, self.module_.linear.bias
+        # float64 rows stay float64 (a float32 model's logits of rows beyond
+        # float32's range would overflow); finite logits keep probabilities finite.
+        wide = X.dtype in (np.float64, torch.float64) and weight.dtype == torch.float32
+        dtype = torch.float64 if wide else weight.dtype
+        Xt = as_tensor(X, weight.device, dtype)
         with torch.inference_mode(), threads_for(_work(X, weight.shape[0])):
-            return self.module_.logits(Xt), tensor_in
+            logits = linear_logits(Xt, weight.to(dtype), None if bias is None else bias.to(dtype))
+            big = torch.finfo(dtype).max
+            return torch.nan_to_num(logits, nan=0.0, posinf=big, neginf=-big), tensor_in
 
     # --------------------------------------------------------------- export
 
@@ -749,6 +828,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             )
             X = _sparse_to_csr(X)
         check_classification_targets(y)
+        _check_magnitude(X)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 _to_numpy(sample_weight),
@@ -800,6 +880,27 @@ def _work(X, n_outputs):
     return nnz * (1 if n_outputs <= 2 else n_outputs)
 
 
+# The attributes validate_data(reset=True) sets before training starts.
+_VALIDATION_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+
+
+@contextlib.contextmanager
+def _unchanged_on_failure(est):
+    """Restore what validation set on ``est`` if the fit then fails (or is interrupted).
+
+    Training commits every fitted attribute at its end; only the validation
+    attributes are written earlier, so these are all a failure must undo.
+    """
+    saved = {name: vars(est)[name] for name in _VALIDATION_ATTRIBUTES if name in vars(est)}
+    try:
+        yield
+    except BaseException:
+        for name in _VALIDATION_ATTRIBUTES:
+            vars(est).pop(name, None)
+        vars(est).update(saved)
+        raise
+
+
 def _fixed_momentum(momentum):
     """The momentum a float ``lr`` runs with: as given, or the lesson's 0.9 for "auto"."""
     return STOCHASTIC_MOMENTUM if momentum == "auto" else float(momentum)
@@ -845,10 +946,18 @@ def _validate_tensor(est, X, reset):
     """The checks ``validate_data`` does, for a torch tensor (kept on its device)."""
     if X.layout != torch.strided:
         raise ValueError("Sparse torch tensors are not supported; pass a scipy sparse matrix.")
+    if X.device.type == "meta":
+        raise ValueError("X is a tensor on the 'meta' device, which holds no data.")
+    X = X.detach()  # never write into the caller's X.grad
     if X.ndim != 2:
         raise ValueError(f"Expected a 2D tensor, got a {X.ndim}D tensor of shape {tuple(X.shape)}.")
     if X.shape[0] < 1:
         raise ValueError(f"Found a tensor with {X.shape[0]} sample(s); a minimum of 1 is required.")
+    if X.shape[1] < 1:
+        raise ValueError(
+            f"Found a tensor with 0 feature(s) (shape={tuple(X.shape)}); a minimum of 1 is "
+            "required."
+        )
     if X.is_complex():
         raise ValueError("Complex data not supported.")
     if X.dtype not in (torch.float32, torch.float64):
@@ -868,13 +977,57 @@ def _validate_tensor(est, X, reset):
     return X
 
 
+def _check_magnitude(X):
+    """A clear error for features so large that the curvature overflows float64."""
+    if is_tensor(X):
+        largest = float(X.abs().max()) if X.numel() else 0.0
+    elif sp.issparse(X):
+        largest = float(np.abs(X.data).max()) if X.nnz else 0.0
+    else:
+        largest = float(np.abs(X).max()) if X.size else 0.0
+    if largest > MAX_ABS_FEATURE:
+        raise ValueError(
+            f"X holds values as large as {largest:.3g}: their squares, which the curvature "
+            "that lr='auto' measures is made of, overflow float64. Rescale the features "
+            "(e.g. StandardScaler or MaxAbsScaler, or divide the large columns by a power "
+            "of ten); the optimum's predictions do not change."
+        )
+
+
 def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
-    """``s_i = sample_weight_i * class_weight[y_i]``, or None when all ones."""
+    """``s_i = sample_weight_i * class_weight[y_i]``, or None when all ones.
+
+    ``"balanced"`` counts each class by its sample weights, as scikit-learn's
+    ``LogisticRegression`` does. Raises a ValueError for non-finite class
+    weights and for weights whose sum overflows or underflows float64.
+    """
     if class_weight is None:
-        return sample_weight
-    cw = compute_class_weight(class_weight, classes=classes, y=y)
-    per_sample = cw[y_enc]
-    return per_sample if sample_weight is None else per_sample * sample_weight
+        weights = sample_weight
+    else:
+        if isinstance(class_weight, dict):
+            values = np.asarray(list(class_weight.values()), dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise ValueError(f"class_weight contains NaN or infinity: {class_weight!r}.")
+            if (values < 0).any():
+                raise ValueError(f"class_weight must be non-negative: {class_weight!r}.")
+        cw = compute_class_weight(class_weight, classes=classes, y=y, sample_weight=sample_weight)
+        per_sample = cw[y_enc]
+        weights = per_sample if sample_weight is None else per_sample * sample_weight
+    if weights is not None:
+        with np.errstate(over="ignore"):
+            total = float(np.sum(weights, dtype=np.float64))
+        if not np.isfinite(total) or not np.isfinite(weights).all():
+            raise ValueError(
+                "The sample weights (times class_weight) sum to more than float64 can hold; "
+                "divide them by a common factor (only their ratios matter)."
+            )
+        if 0 < total < MIN_WEIGHT_SUM:
+            raise ValueError(
+                f"The sample weights (times class_weight) sum to {total:.3g}, too small to "
+                "normalise the objective accurately; multiply them by a common factor (only "
+                "their ratios matter)."
+            )
+    return weights
 
 
 def _module_with(parameters, n_features, n_outputs, *, bias, dtype, device):
@@ -897,15 +1050,6 @@ def _module_to_cpu(module):
         dtype=weight.dtype,
         device=torch.device("cpu"),
     )
-
-
-def _numpy_params(module):
-    """``(coef_, intercept_)`` of a module as float64 numpy (zeros without a bias)."""
-    weight, bias = module.linear.weight, module.linear.bias
-    coef = weight.detach().cpu().numpy().astype(np.float64)
-    if bias is None:
-        return coef, np.zeros(weight.shape[0])
-    return coef, bias.detach().cpu().numpy().astype(np.float64)
 
 
 def _state_on(state, device):

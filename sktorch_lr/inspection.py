@@ -343,8 +343,11 @@ class GradientInspector:
             X, y, sw, self._penalty, normalizer, self._n_outputs, self._fit_intercept
         )
         theta = self._theta.clone().requires_grad_(True)
-        ok_grad = torch.autograd.gradcheck(f, (theta,), raise_exception=False)
-        ok_gradgrad = torch.autograd.gradgradcheck(f, (theta,), raise_exception=False)
+        # gradgradcheck draws random grad_outputs from torch's global generator:
+        # fork it so that checking leaves the caller's random stream untouched.
+        with torch.random.fork_rng(devices=[]):
+            ok_grad = torch.autograd.gradcheck(f, (theta,), raise_exception=False)
+            ok_gradgrad = torch.autograd.gradgradcheck(f, (theta,), raise_exception=False)
         per_sample = np.abs(
             self.per_sample_gradients("autograd") - self.per_sample_gradients("analytic")
         ).max()

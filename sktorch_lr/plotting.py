@@ -7,6 +7,7 @@ objects and draws into the axes it is given, or into a new figure.
 """
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
     "animate_training",
@@ -72,6 +73,30 @@ def _colour_kwargs(n_classes):
     return {"cmap": "tab10"}
 
 
+def _two_features(X, what):
+    """``X`` as a 2-D array of exactly two columns, or a ValueError that says so."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(
+            f"{what} is drawn in the plane of two features; X has shape {X.shape}. "
+            "Select two columns (or project, e.g. with PCA) first."
+        )
+    return X
+
+
+def _legend_above(ax, **kwargs):
+    """A legend in a row above the axes, where it covers no point."""
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01, 1.0, 0.1),
+        mode="expand",
+        ncols=3,
+        fontsize="x-small",
+        frameon=False,
+        **kwargs,
+    )
+
+
 def _label(value):
     return f"{value:g}" if isinstance(value, (int, float, np.number)) else f"{value}"
 
@@ -101,8 +126,9 @@ def plot_decision_boundary(
     """
     from sklearn.inspection import DecisionBoundaryDisplay
 
+    check_is_fitted(estimator)
+    X = _two_features(X, "A decision boundary")
     ax = _axes(ax)
-    X = np.asarray(X)
     classes = estimator.classes_
     binary = len(classes) == 2
     display = DecisionBoundaryDisplay.from_estimator(
@@ -112,6 +138,8 @@ def plot_decision_boundary(
         plot_method="contourf",
         grid_resolution=grid_resolution,
         **_colour_kwargs(len(classes)),
+        # Probabilities: levels on [0, 1] exactly (the default ones overshoot to 1.05).
+        **({"levels": np.linspace(0.0, 1.0, 11)} if binary else {}),
         alpha=0.35 if binary else 0.2,
         ax=ax,
         xlabel=feature_names[0],
@@ -124,7 +152,7 @@ def plot_decision_boundary(
         ax.plot([], [], color="k", label="boundary p = 0.5")
         ax.figure.colorbar(display.surface_, ax=ax, label=f"P(class {_label(classes[1])})")
     _scatter_classes(ax, X, y, classes)
-    ax.legend(loc="best", fontsize="small")
+    _legend_above(ax)
     name = type(estimator).__name__
     ax.set_title(title or f"{name}: decision {'boundary' if binary else 'regions'}")
     return display
@@ -148,6 +176,7 @@ def plot_loss_curve(estimator, ax=None, *, label=None, title=None, log=True):
     line : matplotlib Line2D
     """
     ax = _axes(ax)
+    check_is_fitted(estimator)
     curve = np.asarray(estimator.loss_curve_)
     epochs = np.arange(1, len(curve) + 1)
     label = label or f"{len(curve)} epochs, final {curve[-1]:.4g}"
@@ -172,6 +201,7 @@ def plot_gradient_history(estimator, axes=None, *, title=None):
     -------
     axes : ndarray of four matplotlib Axes
     """
+    check_is_fitted(estimator)
     if not hasattr(estimator, "gradient_history_"):
         raise ValueError("Fit the estimator with track_gradients=True to record its history.")
     plt = _pyplot()
@@ -210,15 +240,22 @@ def _lesson_line(ax, coef, intercept, xlim):
     return ax.plot(x1, (-w0 * x1 - b) / w1, color="k", lw=2, label="boundary")[0]
 
 
-def _snapshot_epochs(estimator, every):
+def _snapshot_epochs(estimator, every, max_frames=None):
+    """The recorded history and the epochs to draw: every ``every`` (widened to fit
+    ``max_frames``, keeping the spacing even) and the last one."""
+    check_is_fitted(estimator)
+    if every < 1:
+        raise ValueError(f"every must be a positive number of epochs, got {every!r}.")
     h = getattr(estimator, "gradient_history_", None)
     if h is None:
         raise ValueError("Fit the estimator with track_gradients=True to record its snapshots.")
     n = len(h["coef"])
+    if max_frames is not None and n // every + 1 > max_frames:
+        every *= -(-n // (every * max(max_frames - 1, 1)))
     epochs = list(range(every, n + 1, every))
     if not epochs or epochs[-1] != n:
         epochs.append(n)
-    return h, epochs
+    return h, epochs, every
 
 
 def _frame_title(estimator, X, y, h, epoch):
@@ -261,13 +298,13 @@ def plot_training_snapshots(estimator, X, y, *, every=20, ncols=4, max_frames=12
     fig : matplotlib Figure
     """
     plt = _pyplot()
-    X = np.asarray(X)
-    h, epochs = _snapshot_epochs(estimator, every)
+    if ncols < 1 or max_frames < 1:
+        raise ValueError(f"ncols and max_frames must be at least 1, got {ncols} and {max_frames}.")
+    X = _two_features(X, "A training snapshot")
+    h, epochs, every = _snapshot_epochs(estimator, every, max_frames)
     if h["coef"].shape[1:] != (1, 2):
         raise ValueError("Training snapshots draw a binary model on two features.")
-    if len(epochs) > max_frames:
-        keep = np.linspace(0, len(epochs) - 1, max_frames).round().astype(int)
-        epochs = [epochs[i] for i in keep]
+    ncols = min(ncols, len(epochs))
     nrows = -(-len(epochs) // ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False, layout="constrained"
@@ -278,15 +315,16 @@ def plot_training_snapshots(estimator, X, y, *, every=20, ncols=4, max_frames=12
     for ax in axes.ravel()[len(epochs) :]:
         ax.set_visible(False)
     axes.ravel()[0].legend(loc="lower left", fontsize="x-small")
-    fig.suptitle(title or f"The decision boundary during training (every {every} epochs)")
+    last = "" if epochs[-1] % every == 0 else f", and the last, {epochs[-1]}"
+    fig.suptitle(title or f"The decision boundary during training (every {every} epochs{last})")
     return fig
 
 
 def _animation(estimator, X, y, every, title):
     """A figure with the first frame drawn, and ``draw(i)`` that moves it to frame ``i``."""
     plt = _pyplot()
-    X = np.asarray(X)
-    h, epochs = _snapshot_epochs(estimator, every)
+    X = _two_features(X, "A training animation")
+    h, epochs, every = _snapshot_epochs(estimator, every)
     if h["coef"].shape[1:] != (1, 2):
         raise ValueError("Training animations draw a binary model on two features.")
     fig, ax = plt.subplots(figsize=(5, 4.5))
