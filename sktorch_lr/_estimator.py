@@ -2,6 +2,8 @@
 
 import contextlib
 import copy
+import os
+import sys
 import warnings
 from numbers import Integral, Real
 
@@ -579,7 +581,9 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
                     + ("." if auto else ", or use lr='auto'.")
                 )
             warnings.warn(
-                f"TorchLogisticRegression stopped early: {why}", ConvergenceWarning, stacklevel=5
+                f"TorchLogisticRegression stopped early: {why}",
+                ConvergenceWarning,
+                stacklevel=_caller_stacklevel(),
             )
 
     def _training_problem(self, X, y, sample_weight=None, *, dtype=torch.float64, device=None):
@@ -899,6 +903,26 @@ def _unchanged_on_failure(est):
             vars(est).pop(name, None)
         vars(est).update(saved)
         raise
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_SKLEARN_BASE = os.path.join("sklearn", "base.py")
+
+
+def _caller_stacklevel():
+    """The ``stacklevel`` of the first frame outside this package and ``sklearn.base``.
+
+    So that warnings point at the user's line, not at ``_fit_context``'s wrapper.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_PACKAGE_DIR) or name.endswith(_SKLEARN_BASE)):
+            return level
+        frame = frame.f_back
+        level += 1
+    return 1
 
 
 def _fixed_momentum(momentum):

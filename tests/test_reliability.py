@@ -1,0 +1,278 @@
+"""The hostile-user matrix: every bad input a clear error, a failed fit changes nothing,
+no side effects, scikit-learn's semantics (one test per finding of the reliability issue)."""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_iris
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+
+from sktorch_lr import DivergenceError, TorchLogisticRegression
+from sktorch_lr.inspection import GradientInspector
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    return X, (X[:, 0] > 0).astype(int)
+
+
+# ------------------------------------------- a failed fit changes nothing
+
+
+@pytest.mark.parametrize("failure", ["divergence", "interrupt"])
+def test_failed_fit_on_other_width_leaves_the_old_model(data, failure, monkeypatch):
+    import pandas as pd
+
+    X, y = data
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    est = TorchLogisticRegression(lr=0.5).fit(frame, y)
+    before = est.predict_proba(frame)
+    wide = np.hstack([X, X])
+    if failure == "divergence":
+        est.set_params(lr=1e12, momentum=0.9)
+        with pytest.raises(DivergenceError):
+            est.fit(wide * 1e3, y)
+    else:
+        import sktorch_lr._estimator as module
+
+        def interrupt(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(module, "solve", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            est.fit(wide, y)
+    assert est.n_features_in_ == 3
+    assert list(est.feature_names_in_) == ["a", "b", "c"]
+    np.testing.assert_array_equal(est.predict_proba(frame), before)
+
+
+def test_partial_fit_after_fit_uses_none_of_the_full_batch_rules(data):
+    X, y = data
+    est = TorchLogisticRegression().fit(X, y)
+    est.partial_fit(X, y)
+    assert not est._solver_state.adaptive
+
+
+def test_partial_fit_honours_a_new_lr(data):
+    X, y = data
+    est = TorchLogisticRegression(lr=0.1).partial_fit(X, y, classes=[0, 1])
+    est.set_params(lr=0.5, momentum=0.0)
+    est.partial_fit(X, y)
+    assert est.lr_ == 0.5 and est.momentum_ == 0.0
+
+
+# ------------------------------------------------ scikit-learn's semantics
+
+
+def test_balanced_class_weight_counts_sample_weights():
+    X, y = load_iris(return_X_y=True)
+    y = (y == 2).astype(int)
+    sw = np.ones(len(y))
+    sw[:50] = 3.0
+    ours = TorchLogisticRegression(class_weight="balanced", tol=1e-10).fit(X, y, sample_weight=sw)
+    ref = LogisticRegression(class_weight="balanced", tol=1e-12, max_iter=10_000).fit(
+        X, y, sample_weight=sw
+    )
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-5)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_assigned_coef_and_intercept_are_the_model(data):
+    X, y = data
+    est = TorchLogisticRegression().fit(X, y)
+    est.coef_ = np.array([[0.0, 0.0, 0.0]])
+    est.intercept_ = np.array([5.0])
+    assert (est.predict(X) == 1).all()
+    assert float(est.module_.linear.bias) == 5.0
+    est.intercept_[:] = -5.0  # in place, too
+    assert (est.predict(X) == 0).all()
+    with pytest.raises(ValueError, match="shape"):
+        est.coef_ = np.zeros((2, 3))
+
+
+def test_float32_training_keeps_float32_coefficients(data):
+    X, y = data
+    est = TorchLogisticRegression().fit(X.astype(np.float32), y)
+    assert est.coef_.dtype == np.float32 and est.intercept_.dtype == np.float32
+
+
+def test_warnings_point_at_the_callers_line(data):
+    X, y = data
+    with pytest.warns(Warning) as record:
+        TorchLogisticRegression(max_iter=1, lr="auto").fit(X * 100, y)
+    assert record[0].filename == __file__
+
+
+# ----------------------------------------------------------- clear errors
+
+
+@pytest.mark.parametrize(
+    "scale", ["all", "one column", "two columns"], ids=["X*1e300", "1e154", "2 cols 1e300"]
+)
+def test_extreme_finite_data_gets_a_clear_error(data, scale):
+    X, y = data
+    X = X.copy()
+    if scale == "all":
+        X *= 1e300
+    elif scale == "one column":
+        X[:, 0] = 1e154
+    else:
+        X[:, :2] *= 1e300
+    with pytest.raises(ValueError, match="Rescale the features"):
+        TorchLogisticRegression().fit(X, y)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_class_weight(data, bad):
+    X, y = data
+    with pytest.raises(ValueError, match="class_weight contains NaN or infinity"):
+        TorchLogisticRegression(class_weight={0: 1.0, 1: bad}).fit(X, y)
+
+
+def test_weight_sums_that_overflow_or_underflow(data):
+    X, y = data
+    with pytest.raises(ValueError, match="more than float64 can hold"):
+        TorchLogisticRegression().fit(X, y, sample_weight=np.full(len(y), 1e307))
+    with pytest.raises(ValueError, match="too small"):
+        TorchLogisticRegression().fit(X, y, sample_weight=np.full(len(y), 1e-310))
+
+
+def test_bad_tensors_and_classes(data):
+    X, y = data
+    with pytest.raises(ValueError, match="0 feature"):
+        TorchLogisticRegression().fit(torch.zeros(60, 0), y)
+    with pytest.raises(ValueError, match="meta"):
+        TorchLogisticRegression().fit(torch.empty(60, 3, device="meta"), y)
+    with pytest.raises(ValueError, match="NaN"):
+        TorchLogisticRegression().partial_fit(X, y, classes=[0, 1, np.nan])
+
+
+def test_plotting_errors(data):
+    pytest.importorskip("matplotlib")
+    from sktorch_lr.plotting import (
+        plot_decision_boundary,
+        plot_loss_curve,
+        plot_training_snapshots,
+    )
+
+    X, y = data
+    with pytest.raises(NotFittedError):
+        plot_decision_boundary(TorchLogisticRegression(), X[:, :2], y)
+    with pytest.raises(NotFittedError):
+        plot_loss_curve(TorchLogisticRegression())
+    est = TorchLogisticRegression(track_gradients=True).fit(X[:, :2], y)
+    with pytest.raises(ValueError, match="ncols"):
+        plot_training_snapshots(est, X[:, :2], y, ncols=0)
+    with pytest.raises(ValueError, match="two features"):
+        plot_decision_boundary(TorchLogisticRegression().fit(X[:, :1], y), X[:, :1], y)
+
+
+# ------------------------------------------------------- inputs that work
+
+
+def test_negative_strides(data):
+    X, y = data
+    a = TorchLogisticRegression().fit(X[::-1], y[::-1])
+    b = TorchLogisticRegression().fit(np.ascontiguousarray(X[::-1]), y[::-1])
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.predict_proba(X[:, ::-1][:, ::-1]), a.predict_proba(X))
+    TorchLogisticRegression().fit(X[:, ::-1], y).predict(X[:, ::-1])
+
+
+def test_read_only_and_pandas_sample_weight_warn_nothing(data):
+    import pandas as pd
+
+    X, y = data
+    sw = np.linspace(0.5, 2.0, len(y))
+    sw.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TorchLogisticRegression().fit(X, y, sample_weight=sw)
+        TorchLogisticRegression().fit(X, y, sample_weight=pd.Series(sw))
+
+
+def test_requires_grad_tensor_is_left_alone(data):
+    X, y = data
+    Xt = torch.tensor(X, requires_grad=True)
+    est = TorchLogisticRegression().fit(Xt, torch.tensor(y))
+    est.predict_proba(Xt)
+    assert Xt.grad is None
+
+
+def test_float32_model_never_predicts_nan(data):
+    X, y = data
+    est = TorchLogisticRegression().fit(X.astype(np.float32), y)
+    far = X * 1e40  # beyond float32's range, still float64
+    for method in ("predict_proba", "predict_log_proba", "decision_function"):
+        out = getattr(est, method)(far)
+        assert not np.isnan(out).any()
+    multi = TorchLogisticRegression().fit(X.astype(np.float32), np.digitize(X[:, 1], [-0.5, 0.5]))
+    assert np.isfinite(multi.predict_proba(far)).all()
+
+
+# ------------------------------------------------------------ side effects
+
+
+def test_check_leaves_the_global_rng_alone(data):
+    X, y = data
+    est = TorchLogisticRegression().fit(X, y)
+    state = torch.random.get_rng_state()
+    GradientInspector(est, X, y).check()
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_large_fits_add_no_warnings_filter():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 40))
+    y = rng.integers(0, 10, 300)
+    before = list(warnings.filters)
+    TorchLogisticRegression(max_iter=3).fit(X, y)
+    TorchLogisticRegression(l1_ratio=0.5, max_iter=3).fit(X, y)
+    assert warnings.filters == before
+
+
+def test_gradient_history_always_has_n_iter_rows(data):
+    X, y = data
+    est = TorchLogisticRegression(track_gradients=True)
+    est.partial_fit(X, y, classes=[0, 1])
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 2 and len(est.gradient_history_["objective"]) == 2
+    est.fit(X, y)
+    assert len(est.gradient_history_["coef"]) == est.n_iter_
+    est.set_params(track_gradients=False).fit(X, y)
+    assert not hasattr(est, "gradient_history_")
+
+
+# ------------------------------------------------------- a busy machine
+
+
+def test_small_fits_restore_the_thread_setting(data):
+    X, y = data
+    threads = torch.get_num_threads()
+    TorchLogisticRegression().fit(X, y).predict(X)
+    assert torch.get_num_threads() == threads
+
+
+def test_concurrent_fits_in_threads_match_serial_ones(data):
+    X, y = data
+    threads = torch.get_num_threads()
+    serial = [TorchLogisticRegression(C=C).fit(X, y).coef_.copy() for C in (0.1, 1.0, 10.0)]
+    results = {}
+
+    def fit(i, C):
+        results[i] = TorchLogisticRegression(C=C).fit(X, y).coef_.copy()
+
+    workers = [threading.Thread(target=fit, args=(i, C)) for i, C in enumerate((0.1, 1.0, 10.0))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for i, coef in enumerate(serial):
+        np.testing.assert_array_equal(results[i], coef)
+    assert torch.get_num_threads() == threads
