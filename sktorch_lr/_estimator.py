@@ -70,19 +70,24 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     fit_intercept : bool, default=True
         Whether to learn an (unpenalised) intercept.
     lr : float or "auto", default="auto"
-        Step size. ``"auto"`` measures the Hessian of the objective with
-        autograd (its largest eigenvalue ``L`` and smallest relevant one
-        ``mu``, see the user guide) and, for full batch, takes Polyak's
-        heavy-ball values ``lr = 4 / (sqrt(L) + sqrt(mu))**2``. It measures
-        again after epochs 1, 2, 4, 8, ..., restarts the momentum whenever the
-        objective rises and halves ``lr`` if it keeps rising. With mini-batches
-        or ``partial_fit`` it uses ``(1 - momentum) / L``. A float is used as
-        given, with no restarts.
-    momentum : float, default=0.9
-        Heavy-ball momentum in ``[0, 1)``. With ``lr="auto"`` and full batch,
-        the default ``0.9`` is replaced by the curvature's optimum
-        ``((sqrt(kappa) - 1) / (sqrt(kappa) + 1))**2``, ``kappa = L / mu``; any
-        other value is kept and ``lr`` becomes ``(1 + momentum) / L``.
+        Step size. ``"auto"`` runs *preconditioned* momentum SGD: the
+        features are centred (an exact reparametrisation: the unpenalised
+        intercept absorbs the shift; sparse input is centred implicitly), the
+        Hessian of the objective is measured with autograd (in full, per class,
+        or its diagonal, by model size) and the SGD step, with
+        :class:`torch.optim.SGD`'s semantics, runs on ``P^-1 grad``. ``lr`` is
+        then the step along that direction (1 is Newton's step). A step that
+        raises the objective is taken back and shortened, so ``loss_curve_``
+        never rises; the curvature is measured again as the fit moves (see
+        the user guide). A float is plain momentum SGD on the gradient, as the
+        lesson runs it, with no preconditioning or safeguards.
+    momentum : float or "auto", default="auto"
+        Heavy-ball momentum in ``[0, 1)``. ``"auto"``: with ``lr="auto"`` and
+        full batch, Polyak's optimum for the range of the preconditioned
+        curvature (0 when the metric is the exact Hessian, more when it is
+        approximate or stale, learnt from the observed convergence); 0.9 for
+        mini-batches, ``partial_fit`` and a float ``lr``. A float is used as
+        given (with ``lr="auto"`` the step is then ``(1 + momentum) / L``).
     nesterov : bool, default=False
         Nesterov momentum (``torch.optim.SGD(nesterov=True)``). With
         ``lr="auto"`` and the default momentum: ``lr = 1 / L``,
@@ -98,10 +103,17 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     max_iter : int, default=1000
         Maximum number of epochs (passes over the data).
     tol : float, default=1e-4
-        Stop when the largest absolute entry of the objective's gradient (for
-        the L1 part, its minimum-norm subgradient) is at most ``tol`` after an
-        epoch: the measure ``LogisticRegression(solver="lbfgs")`` stops on,
-        for the same objective scale. ``tol=0`` runs all ``max_iter`` epochs.
+        With ``lr="auto"``: stop when the Newton decrement
+        ``sqrt(g^T H^-1 g)`` (``g`` the gradient, the L1 part as its
+        minimum-norm subgradient; ``H`` the measured curvature) is at most
+        ``tol``. It is scale-free (rescaling a feature changes nothing) and
+        bounds the objective's distance to its minimum: about ``tol**2 / 2``.
+        A fit that can lower the objective no further in its precision stops
+        too, warning only if the decrement is still above both ``tol`` and
+        that precision's resolution (``sqrt(eps)``). With a float ``lr``: stop
+        when the gradient's largest entry is at most ``tol``, the measure
+        ``LogisticRegression(solver="lbfgs")`` stops on. ``tol=0`` runs all
+        ``max_iter`` epochs.
     class_weight : dict, "balanced" or None, default=None
         Weights ``{class_label: weight}`` multiplied into the sample weights;
         ``"balanced"`` uses ``n_samples / (n_classes * np.bincount(y))``.
@@ -144,9 +156,10 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     module_ : LogisticRegressionModule
         The trained torch module; ``module_(X)`` returns probabilities.
     lr_ : float
-        The step size used at the end of training.
+        The step size used at the end of training (along ``P^-1 grad`` for
+        ``lr="auto"``).
     momentum_ : float
-        The momentum used.
+        The momentum used at the end of training.
     gradient_history_ : dict of ndarray
         Only with ``track_gradients=True``, one row per epoch (``n_iter_``
         rows): ``objective``, ``grad_norm`` (gradient of the smooth part at the

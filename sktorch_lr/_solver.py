@@ -641,16 +641,19 @@ def solve(
     stall = StallStop()
     growth = BatchGrowth()
     spectrum = SpectrumEstimate()
-    measured_at = 0  # the epoch whose parameters the preconditioner was measured at
+    moved = False  # whether the parameters moved since the preconditioner was measured
 
     def direction_of(grads):
         P = state.preconditioner
         return None if P is None else problem.project_(P.direction(grads))
 
     def measure_of(grads, direction):
-        # With an L1 part the decrement is that of the optimality gradient.
-        if problem.penalty.l1 and direction is not None:
-            direction = direction_of(grads)
+        # The decrement is measured in the undamped metric (StepControl's damping
+        # shortens steps, it must not shrink the stopping measure), and with an L1
+        # part it is that of the optimality gradient.
+        P = state.preconditioner
+        if P is not None and (P.levenberg or problem.penalty.l1):
+            direction = problem.project_(P.damped(0.0).direction(grads))
         return _gradient_measure(grads, direction)
 
     zero_grad_(params)
@@ -693,6 +696,7 @@ def solve(
             f_new = float(problem.evaluate(params))
         elif adaptive and full_batch:
             control.accepted(state)
+        moved = moved or accepted
         f = f_new
         _check_finite(f, state, epoch, f_start)
         grads = problem.optimality_gradients(params)
@@ -712,23 +716,26 @@ def solve(
             break
         measure = decrement if state.preconditioner is not None else grad_max
         if check_convergence and measure <= tol:
-            if not adaptive or measured_at == epoch:
+            if not adaptive or not moved:
                 converged = True
                 break
-            # The preconditioner was measured elsewhere: confirm with a fresh one.
+            # The preconditioner was measured before the last step: confirm with a
+            # fresh one (a stale metric can understate the decrement).
             state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
             schedule.measured()
-            measured_at = epoch
+            moved = False
             direction = direction_of([p.grad for p in params])
             decrement, grad_max = measure_of(grads, direction)
             if decrement <= tol:
                 converged = True
                 break
-            continue
         if not adaptive:
             continue
         if full_batch and check_convergence and stall.update(f, f_old, decrement, noise):
+            # No step lowers the objective in this precision. Below sqrt(eps) the
+            # decrement itself is rounding: converged as far as the dtype allows.
             stalled = True
+            converged = decrement <= max(tol, math.sqrt(eps))
             break
         if not full_batch and growth.grow(f, noise):
             batch_size *= 2
@@ -740,7 +747,7 @@ def solve(
                     problem, params, state, preconditioner_kind, retune
                 )
                 schedule.measured()
-                measured_at = epoch
+                moved = False
                 direction = direction_of([p.grad for p in params])
                 decrement, grad_max = measure_of(grads, direction)
                 continue
@@ -750,7 +757,7 @@ def solve(
             state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
             schedule.measured()
             spectrum.reset()
-            measured_at = epoch
+            moved = False
             direction = direction_of([p.grad for p in params])
             decrement, grad_max = measure_of(grads, direction)
         elif full_batch and accepted and retune is not None and state.low is not None:

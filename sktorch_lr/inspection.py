@@ -1,7 +1,7 @@
 """Look inside a fitted :class:`~sktorch_lr.TorchLogisticRegression` with autograd.
 
 Every quantity comes twice: from autograd on the package's one objective
-(:func:`sktorch_lr._objective.objective`, the function training minimises) and
+(``sktorch_lr._objective.objective``, the function training minimises) and
 from its closed form, so what a user sees can be trusted. All computations are
 in float64 on the CPU; nothing here changes the estimator, and no ``.grad`` is
 left behind from one call to the next (gradients are taken with
@@ -279,7 +279,7 @@ class GradientInspector:
         With ``L`` and ``mu`` the largest and smallest (non-null) Hessian
         eigenvalues and ``kappa = L / mu``: ``lr = 4 / (sqrt(L) + sqrt(mu))**2``
         and ``momentum = ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))**2`` (Polyak).
-        The eigenvalues come from :func:`sktorch_lr._curvature.extreme_eigenvalues`,
+        The eigenvalues come from ``sktorch_lr._curvature.extreme_eigenvalues``,
         the same code ``lr="auto"`` uses.
 
         Returns
