@@ -599,6 +599,8 @@ EPOCH_OVERHEAD = 2.5e5
 MEASURE_OVERHEAD = 3.5e5
 # Multiply-adds per unit: matrix products run about this many per nanosecond.
 MADDS_PER_UNIT = 4.0
+# Power iterations (at most) for the top eigenvalue of the diagonal preconditioner's P^-1 H.
+POWER_ITERATIONS = 30
 # The momentum of mini-batches and partial_fit when momentum="auto".
 STOCHASTIC_MOMENTUM = 0.9
 # Assumed lowest eigenvalue of ``P^-1 H`` for the block preconditioner, whose
@@ -617,7 +619,11 @@ def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measu
     elif kind == "block":
         measure = n_measured * K * b * b + K * b**3 / 3.0
     else:
-        measure = 3.0 * n_measured * nnz_per_row * K
+        # The diagonal, then power iteration for the top of P^-1 H's spectrum
+        # (each Hessian-vector product about two passes over the rows measured).
+        passes = 1 + 2 * POWER_ITERATIONS
+        measure = passes * 3.0 * n_measured * nnz_per_row * K
+        return (measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD) / epoch
     return (measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
 
 

@@ -270,13 +270,13 @@ class Problem:
             kind,
         )
 
-    def top_eigenvalue(self, params, preconditioner, iterations=30):
+    def top_eigenvalue(self, params, preconditioner):
         """Largest eigenvalue of ``P^-1 H``: power iteration on Hessian-vector products.
 
         On the curvature rows (float64), in the problem's parametrisation; for
         the diagonal preconditioner, whose ``P^-1 H`` has no bound of its own.
         """
-        from ._curvature import CURVATURE_MAX_ROWS, hessian_vector_product
+        from ._curvature import CURVATURE_MAX_ROWS, POWER_ITERATIONS, hessian_vector_product
 
         data = self.data
         rows = data.curvature_rows(CURVATURE_MAX_ROWS)
@@ -303,7 +303,7 @@ class Problem:
         v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
         v /= v.norm()
         top = 0.0
-        for _ in range(iterations):
+        for _ in range(POWER_ITERATIONS):
             w = scale * hessian_vector_product(f, theta, scale * v)
             new = float(v @ w)
             v = w / w.norm().clamp_min(1e-300)

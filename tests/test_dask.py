@@ -9,6 +9,9 @@ from sklearn.preprocessing import StandardScaler
 
 from sktorch_lr import TorchLogisticRegression
 
+# Ecosystem tests (a LocalCluster of worker processes): run by .ci/run with -m slow.
+pytestmark = pytest.mark.slow
+
 distributed = pytest.importorskip("distributed")
 dask_ml_wrappers = pytest.importorskip("dask_ml.wrappers")
 da = pytest.importorskip("dask.array")

@@ -6,6 +6,9 @@ from sklearn.datasets import load_iris
 
 from sktorch_lr import TorchLogisticRegression
 
+# Ecosystem tests (skl2onnx and onnxruntime): run by .ci/run with -m slow.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
 @pytest.mark.parametrize("l1_ratio", [0.0, 0.5])
