@@ -1020,8 +1020,8 @@ def _check_magnitude(X):
         largest = float(X.abs().max()) if X.numel() else 0.0
     elif sp.issparse(X):
         largest = float(np.abs(X.data).max()) if X.nnz else 0.0
-    else:
-        largest = float(np.abs(X).max()) if X.size else 0.0
+    else:  # max and min, not abs(X).max(): no temporary copy of X
+        largest = max(abs(float(X.max())), abs(float(X.min()))) if X.size else 0.0
     if largest > MAX_ABS_FEATURE:
         raise ValueError(
             f"X holds values as large as {largest:.3g}: their squares, which the curvature "
