@@ -1,11 +1,13 @@
-"""Command line: ``python -m sktorch_lr demo [--out DIR]`` replays the lesson with the package.
+"""Command line: python -m sktorch_lr demo [--out DIR] replays the lesson with the package.
 
-The lesson's data (two 2-D Gaussian classes, 100 points each) is fitted twice:
-with the lesson's settings (lr=0.01, momentum=0.9, no penalty, full batch) and
-with the defaults. Progress is printed while they train; then the epochs,
-final objective and accuracy of both, and figures in DIR: the decision
-boundary, the loss curves, the boundary every 20 epochs (a grid of frames and
-an animated GIF) and the boundary beside sklearn's LogisticRegression's.
+The lesson's data (two 2-D Gaussian classes, 100 points each) is fitted with the
+lesson's settings (lr=0.01, momentum=0.9, no penalty, full batch), with lr='auto'
+on the same unpenalised objective, and with the defaults (lr='auto', C=1).
+Progress is printed while they train; then the epochs, final objective and
+accuracy of each, and figures in DIR: the decision boundary, the loss curves of
+the two runs on the same objective, the boundary during the lesson's training
+(a grid of frames and an animated GIF) and the boundary beside scikit-learn's
+LogisticRegression's.
 """
 
 import argparse
@@ -17,6 +19,9 @@ from pathlib import Path
 
 def demo(out="demo_output", show_progress=True):
     """Run the demo, write its figures to ``out`` and return the fitted runs."""
+    from sktorch_lr.plotting import _pyplot
+
+    _pyplot()  # without matplotlib: an ImportError naming the extra to install
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,6 +52,9 @@ def demo(out="demo_output", show_progress=True):
             track_gradients=True,
             verbose=int(show_progress),
         ),
+        "same objective, lr='auto' (C=inf)": TorchLogisticRegression(
+            C=np.inf, verbose=int(show_progress)
+        ),
         "defaults (lr='auto', C=1)": TorchLogisticRegression(
             track_gradients=True, verbose=int(show_progress)
         ),
@@ -59,14 +67,15 @@ def demo(out="demo_output", show_progress=True):
             warnings.simplefilter("always", ConvergenceWarning)
             est.fit(X, y)
         seconds = time.perf_counter() - start
-        note = " (stopped by max_iter)" if caught else " (converged: max|grad| <= tol)"
+        measure = "Newton decrement" if est.lr == "auto" else "max|grad|"
+        note = " (stopped by max_iter)" if caught else f" (converged: {measure} <= tol)"
         acc = est.score(X, y)
         results[name] = est
         print(
             f"  -> epochs {est.n_iter_}{note}, final objective {est.loss_curve_[-1]:.4f}, "
             f"accuracy {acc:.3f}, {seconds * 1e3:.0f} ms"
         )
-    lesson, default = results.values()
+    lesson, auto_inf, default = results.values()
     sk = LogisticRegression().fit(X, y)
     print(f"\nsklearn LogisticRegression (lbfgs, C=1): accuracy {sk.score(X, y):.3f}")
 
@@ -85,14 +94,14 @@ def demo(out="demo_output", show_progress=True):
     save(fig, "decision_boundary.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    plot_loss_curve(lesson, ax=ax, label=f"lesson settings (C=inf): {lesson.n_iter_} epochs")
-    plot_loss_curve(default, ax=ax, label=f"defaults (lr='auto', C=1): {default.n_iter_} epochs")
-    ax.set_title("Training objective: the lesson's settings vs lr='auto'")
+    plot_loss_curve(
+        lesson, ax=ax, label=f"lesson settings (lr=0.01, momentum=0.9): {lesson.n_iter_} epochs"
+    )
+    plot_loss_curve(auto_inf, ax=ax, label=f"lr='auto': {auto_inf.n_iter_} epochs")
+    ax.set_title("The same objective (no penalty, C=inf): the lesson's settings vs lr='auto'")
     save(fig, "loss_curves.png")
 
-    fig = plot_training_snapshots(
-        lesson, X, y, every=20, title="Lesson settings: the boundary every 20 epochs"
-    )
+    fig = plot_training_snapshots(lesson, X, y, every=20)
     save(fig, "training_snapshots.png")
 
     written.append(save_training_gif(lesson, X, y, out / "training.gif", every=20))
@@ -114,15 +123,27 @@ def demo(out="demo_output", show_progress=True):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m sktorch_lr", description=__doc__.splitlines()[0]
+        prog="python -m sktorch_lr",
+        description="sktorch_lr: a scikit-learn logistic regression trained by PyTorch.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="replay the lesson: train, report, write figures")
-    p_demo.add_argument("--out", default="demo_output", help="folder for the figures")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p_demo = sub.add_parser(
+        "demo",
+        help="replay the lesson: train, report, write figures",
+        description=__doc__.split("\n\n", 1)[1].strip(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p_demo.add_argument(
+        "--out", default="demo_output", metavar="DIR", help="folder for the figures"
+    )
     p_demo.add_argument("--quiet", action="store_true", help="no progress lines while training")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo(args.out, show_progress=not args.quiet)
+        try:
+            demo(args.out, show_progress=not args.quiet)
+        except ImportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

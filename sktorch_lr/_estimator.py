@@ -152,7 +152,10 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     n_iter_ : int
         Epochs run by the last ``fit`` (summed over ``partial_fit`` calls).
     loss_curve_ : list of float
-        The objective after each epoch (for ``partial_fit``, on each call's data).
+        The objective after each epoch (for ``partial_fit``, on each call's
+        data). With ``lr="auto"`` and full batch it never rises: a step that
+        would raise it is taken back (that epoch repeats the previous value).
+        With a float ``lr`` it is whatever momentum SGD does, rises included.
     module_ : LogisticRegressionModule
         The trained torch module; ``module_(X)`` returns probabilities.
     lr_ : float

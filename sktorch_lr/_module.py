@@ -33,6 +33,9 @@ class LogisticRegressionModule(nn.Module):
         super().__init__()
         self.linear = ZeroInitLinear(n_features, n_outputs, bias=bias, dtype=dtype, device=device)
 
+    def extra_repr(self):
+        return "output=" + ("sigmoid" if self.linear.out_features == 1 else "softmax")
+
     def logits(self, X):
         return linear_logits(X, self.linear.weight, self.linear.bias)
 

@@ -80,3 +80,11 @@ def test_default_fit_reaches_the_optimum_on_raw_data(name, C, dtype, sparse):
 @pytest.mark.parametrize("name", list(LOADERS))
 def test_default_fit_reaches_the_optimum_everywhere(name, scaling, C, dtype, sparse):
     _check(name, scaling, C, dtype, sparse)
+
+
+@pytest.mark.parametrize("name", list(LOADERS))
+def test_loss_curve_never_rises_with_auto_lr(name):
+    X, y = _data(name, "raw")
+    est = TorchLogisticRegression(C=1e4).fit(X, y)
+    curve = np.asarray(est.loss_curve_)
+    assert (np.diff(curve) <= 1e-12 * np.abs(curve[:-1])).all()

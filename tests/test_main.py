@@ -1,4 +1,7 @@
+import builtins
 from pathlib import Path
+
+import pytest
 
 from sktorch_lr.__main__ import main
 
@@ -19,3 +22,27 @@ def test_demo_reports_and_writes_its_figures(tmp_path, capsys):
     }
     for name in names:
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_help_is_plain_text_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and "demo" in top
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    demo = capsys.readouterr().out
+    assert "``" not in demo and "(default: demo_output)" in demo and "lesson" in demo
+
+
+def test_demo_without_matplotlib_names_the_extra(monkeypatch, tmp_path, capsys):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ModuleNotFoundError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "sktorch_lr[plot]" in capsys.readouterr().err
