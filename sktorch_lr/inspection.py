@@ -20,6 +20,7 @@ import torch
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
+from . import _inference
 from ._curvature import (
     NULL_EIGENVALUE,
     autograd_hessian,
@@ -87,6 +88,8 @@ class GradientInspector:
     def __init__(self, estimator, X, y, sample_weight=None, *, coef=None, intercept=None):
         check_is_fitted(estimator)
         self.estimator = estimator
+        self._inputs = (X, y, sample_weight)
+        self._pieces = None
         data, penalty = estimator._training_problem(
             X, y, sample_weight, dtype=torch.float64, device=torch.device("cpu")
         )
@@ -378,3 +381,291 @@ class GradientInspector:
         scale = exact.abs().amax(dim=1)
         saturated = ~(err <= SATURATION_RELATIVE_ERROR * scale)  # NaN counts as lost
         return int(saturated.sum()), float(z.abs().max())
+
+    # ------------------------------------------------ statistical inference
+
+    def _inference_pieces(self):
+        """``H`` and the per-sample gradients on the scale of ``F = S * J``, both checked.
+
+        Returns ``(H, G, s, A)``: the Hessian of the smooth penalised objective
+        times ``S`` (autograd, checked against the closed form), the per-sample
+        gradients of the unweighted losses (``torch.func`` against the closed
+        form), the sample weights ``s_i`` and the weighted logit curvatures
+        ``A_i`` of shape ``(n, K, K)``.
+        """
+        if getattr(self, "_pieces", None) is not None:
+            return self._pieces
+        H_auto = autograd_hessian(self._smooth(), self._theta)
+        H_closed = self._closed_form_hessian()
+        _check_agreement(H_auto, H_closed, "Hessian")
+        G_auto = torch.as_tensor(self.per_sample_gradients("autograd"))
+        G_closed = torch.as_tensor(self.per_sample_gradients("analytic"))
+        _check_agreement(G_auto, G_closed, "per-sample gradients")
+        n = len(self._X)
+        s = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
+        p, _ = self._probabilities_and_residuals()
+        if self._n_outputs == 1:
+            A = (p * (1 - p))[:, :, None]
+        else:
+            A = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+        A = A * s[:, None, None]
+        self._pieces = (H_auto * self._S, G_auto, s, A.detach())
+        return self._pieces
+
+    def _null_dims(self):
+        """Exact null directions of ``H``: the softmax's shared shifts."""
+        if self._n_outputs == 1:
+            return 0
+        unpenalised = not self._penalty.l2
+        return int(self._fit_intercept) + (self._n_features if unpenalised else 0)
+
+    def _report_map(self):
+        """``A`` from the flat parameters to the reported ones (identity for binary)."""
+        if self._n_outputs == 1:
+            return None
+        return _inference.reference_map(
+            self._n_outputs, self._n_features, self._fit_intercept, torch.float64
+        )
+
+    def _report(self, vector_or_matrix, both_sides=False):
+        A = self._report_map()
+        if A is None:
+            return vector_or_matrix
+        if both_sides:
+            return A @ vector_or_matrix @ A.T
+        return vector_or_matrix @ A.T
+
+    def _kind(self, kind):
+        if kind not in _inference.KINDS:
+            raise ValueError(f"kind must be one of {_inference.KINDS}, got {kind!r}.")
+        if self._penalty.l1 and kind != "bootstrap":
+            raise ValueError(
+                "The fit has an L1 penalty (l1_ratio > 0): its exact zeros make the objective "
+                "non-differentiable there, so no Hessian-based covariance is valid. Use "
+                "kind='bootstrap', which refits on resamples."
+            )
+        if kind == "auto":
+            return "nonrobust" if not self._penalty.l2 else "sandwich"
+        return kind
+
+    def covariance(self, kind="auto", *, n_resamples=200, random_state=None):
+        """Covariance of the parameters, on the scale of the penalised negative log-likelihood.
+
+        Parameters are ordered as ``coef_.ravel()`` then ``intercept_``; for a
+        multinomial model each class ``k >= 1`` against the first,
+        ``theta_k - theta_0`` (statsmodels' ``MNLogit`` parametrisation).
+        With ``F = sum_i s_i loss_i + ||W||^2 / (2 C)``, ``H`` its Hessian and
+        ``g_i`` the gradient of sample ``i``'s loss:
+
+        - ``"nonrobust"``: ``H^-1`` (for ``C=inf``, statsmodels'
+          ``Logit(...).fit().cov_params()``);
+        - ``"HC0"``: ``H^-1 (sum_i s_i^2 g_i g_i^T) H^-1``; ``"HC1"`` times
+          ``n / (n - p)``; ``"HC2"`` and ``"HC3"`` divide each term by
+          ``1 - h_i`` and ``(1 - h_i)^2``, ``h_i`` the leverage (as R's
+          ``sandwich::vcovHC``);
+        - ``"sandwich"``: the same as ``"HC0"`` with the penalised ``H``: the
+          frequentist covariance of the ridge estimator;
+        - ``"laplace"``: ``H^-1`` with the penalised ``H``: the posterior
+          covariance of the Bayesian reading of the L2 penalty (a Gaussian prior
+          of variance ``C``);
+        - ``"auto"``: ``"nonrobust"`` without a penalty, ``"sandwich"`` with one;
+        - ``"bootstrap"``: the covariance of the parameters refitted on
+          ``n_resamples`` resamples of the rows (drawn as counts used as sample
+          weights, warm-started from the fit). The only valid kind for an L1
+          penalty.
+
+        Returns
+        -------
+        cov : ndarray of shape (n_params, n_params)
+
+        Raises
+        ------
+        ValueError
+            For an L1 penalty (any kind but ``"bootstrap"``), or a singular
+            Hessian (separation, collinear features without a penalty).
+        """
+        kind = self._kind(kind)
+        if kind == "bootstrap":
+            return self._bootstrap(n_resamples, random_state)
+        H, G, s, A = self._inference_pieces()
+        self._warn_separation()
+        H_inv = _inference.pseudo_inverse(H, self._null_dims())
+        if kind in ("nonrobust", "laplace"):
+            cov = H_inv
+        else:
+            n = len(G)
+            p = H.shape[0] - self._null_dims()
+            factor, correction = _inference.hc_correction(
+                kind, n, p, self._leverage(H_inv, A) if kind in ("HC2", "HC3") else None
+            )
+            cov = factor * _inference.sandwich(H_inv, _inference.meat(G, s, correction))
+        return _inference.check_finite(self._report(cov, both_sides=True), "covariance").numpy()
+
+    def params(self):
+        """The fitted parameters in the order (and parametrisation) of :meth:`covariance`."""
+        return self._report(self._theta).numpy().copy()
+
+    def summary(self, kind="auto", alpha=0.05, **kwargs):
+        """Coefficients, standard errors, z, p-values and confidence intervals.
+
+        A normal approximation with :meth:`covariance` of the given ``kind``
+        (keyword arguments go to it), as statsmodels' ``Logit`` reports.
+
+        Returns
+        -------
+        table : pandas.DataFrame
+            One row per parameter (feature names or ``x0, x1, ...``, then
+            ``intercept``; for multinomial models ``"<class> vs <first class>:
+            <name>"``), columns ``coef, std_err, z, p_value, ci_low, ci_high``.
+        """
+        import pandas as pd
+
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
+        params = self.params()
+        cov = self.covariance(kind, **kwargs)
+        se, z, p, low, high = _inference.normal_table(params, cov, alpha)
+        est = self.estimator
+        names = getattr(est, "feature_names_in_", None)
+        if names is None:
+            names = [f"x{j}" for j in range(self._n_features)]
+        classes = None if self._n_outputs == 1 else list(est.classes_)
+        index = _inference.row_labels([str(n) for n in names], classes, self._fit_intercept)
+        return pd.DataFrame(
+            {"coef": params, "std_err": se, "z": z, "p_value": p, "ci_low": low, "ci_high": high},
+            index=index,
+        )
+
+    def _leverage(self, H_inv, A):
+        Z = _inference.class_designs(self._X, self._n_outputs, self._fit_intercept)
+        return _inference.leverage(Z, A, H_inv)
+
+    def influence(self):
+        """Leverage, Cook's distance and DFBETA of every training sample.
+
+        With the (penalised) Hessian ``H`` of ``F``: the leverage
+        ``h_i = tr(H^-1 H_i)`` (``H_i`` sample ``i``'s term of ``H``; for the
+        binary model the diagonal of the GLM hat matrix), the one-step
+        ``dfbeta_i = -H^-1 s_i g_i / (1 - h_i)``, an estimate of
+        ``params - params_without_i``, and Cook's distance
+        ``dfbeta_i^T H dfbeta_i / p``. For ``C=inf`` these are statsmodels'
+        ``GLMInfluence`` ``hat_matrix_diag``, ``cooks_distance[0]`` and
+        ``d_params``; penalised fits get the same measures of the penalised
+        estimator. :meth:`loo_refit` gives the exact leave-one-out parameters.
+
+        Returns
+        -------
+        influence : Bunch
+            ``leverage`` (n_samples,), ``cooks_distance`` (n_samples,) and
+            ``dfbeta`` (n_samples, n_params), parameters as in :meth:`covariance`.
+        """
+        if self._penalty.l1:
+            self._kind("nonrobust")  # the L1 error
+        H, G, s, A = self._inference_pieces()
+        H_inv = _inference.pseudo_inverse(H, self._null_dims())
+        h = self._leverage(H_inv, A)
+        dfbeta = -(G * (s / (1.0 - h))[:, None]) @ H_inv
+        p = H.shape[0] - self._null_dims()
+        cooks = ((dfbeta @ H) * dfbeta).sum(1) / p
+        return Bunch(
+            leverage=h.numpy(),
+            cooks_distance=cooks.numpy(),
+            dfbeta=self._report(dfbeta).numpy(),
+        )
+
+    def influence_on(self, X_test, y_test):
+        """Koh & Liang's influence of each training sample on each test loss.
+
+        ``I[i, j] = grad loss_test_j^T H^-1 s_i g_i``: the predicted change of
+        test sample ``j``'s loss when training sample ``i`` is left out (positive:
+        leaving it out raises the loss, the sample helps that prediction).
+
+        Returns
+        -------
+        influence : ndarray of shape (n_train, n_test)
+        """
+        H, G, s, _ = self._inference_pieces()
+        H_inv = _inference.pseudo_inverse(H, self._null_dims())
+        test = GradientInspector(
+            self.estimator,
+            X_test,
+            y_test,
+            coef=self._split(self._theta)[0].numpy(),
+            intercept=None if not self._fit_intercept else self._split(self._theta)[1].numpy(),
+        )
+        G_test = torch.as_tensor(test.per_sample_gradients("analytic"))
+        return ((G * s[:, None]) @ H_inv @ G_test.T).numpy()
+
+    def loo_refit(self, indices, *, tol=1e-10):
+        """Exact leave-one-out parameters: a warm-started refit without each sample.
+
+        Each refit gives sample ``i`` zero weight (the other weights as fitted)
+        and starts from the fitted parameters, so it takes a few epochs.
+
+        Returns
+        -------
+        params : ndarray of shape (len(indices), n_params)
+            As in :meth:`covariance`; ``params() - loo_refit([i])[0]`` is what
+            ``influence().dfbeta[i]`` estimates.
+        """
+        X, y, sample_weight = self._inputs
+        n = len(self._X)
+        base = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        out = []
+        for i in np.atleast_1d(indices):
+            w = base.copy()
+            w[int(i)] = 0.0
+            out.append(self._refit(X, y, w, tol))
+        return np.asarray(out)
+
+    def _refit(self, X, y, sample_weight, tol):
+        import copy
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        model = copy.deepcopy(self.estimator)
+        model.set_params(warm_start=True, tol=tol, verbose=0, track_gradients=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y, sample_weight=sample_weight)
+        theta = [torch.as_tensor(model.coef_, dtype=torch.float64).reshape(-1)]
+        if self._fit_intercept:
+            theta.append(torch.as_tensor(model.intercept_, dtype=torch.float64).reshape(-1))
+        return self._report(torch.cat(theta)).numpy()
+
+    def _bootstrap(self, n_resamples, random_state):
+        if n_resamples < 2:
+            raise ValueError(f"n_resamples must be at least 2, got {n_resamples!r}.")
+        X, y, sample_weight = self._inputs
+        n = len(self._X)
+        base = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        counts = _inference.multinomial_bootstrap_counts(n, n_resamples, random_state)
+        tol = min(self.estimator.tol, 1e-6)
+        params = np.asarray([self._refit(X, y, base * c, tol) for c in counts])
+        return np.atleast_2d(np.cov(params.T))
+
+    def _warn_separation(self):
+        import warnings
+
+        coef, intercept = self._split(self._theta)
+        z = linear_logits(self._X, coef, intercept)
+        if not self._penalty.l2 and float(z.abs().max()) > _inference.SEPARATION_LOGIT:
+            warnings.warn(
+                f"Some fitted logits reach {float(z.abs().max()):.3g}: the classes are (nearly) "
+                "separated, the unpenalised coefficients run off towards infinity and their "
+                "standard errors are not meaningful. Fit with a penalty (a finite C).",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def _check_agreement(auto, closed, what):
+    """Autograd and the closed form must agree (to rounding), or something is broken."""
+    scale = float(closed.abs().max()) or 1.0
+    error = float((auto - closed).abs().max())
+    if not error <= 1e-8 * scale:
+        raise RuntimeError(
+            f"The {what} by autograd and by the closed form differ by {error:.3g} "
+            f"(scale {scale:.3g}); please report this."
+        )

@@ -1,0 +1,224 @@
+"""Standard errors, intervals, p-values and influence, against statsmodels and closed forms."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.preprocessing import StandardScaler
+
+from sktorch_lr import TorchLogisticRegression
+from sktorch_lr.inspection import GradientInspector
+
+sm = pytest.importorskip("statsmodels.api")
+
+RTOL = 1e-5
+
+
+def _binary(n=400, seed=0):
+    """Non-separable data with features of different scales and offsets."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)) * [1, 2, 0.5, 3] + [0, 1, -2, 5]
+    logits = X @ [0.8, -0.5, 1.0, 0.2] - 1
+    y = (rng.random(n) < 1 / (1 + np.exp(-logits))).astype(int)
+    return X, y, logits
+
+
+def _fit(X, y, C=np.inf, **kw):
+    return TorchLogisticRegression(C=C, tol=1e-10, **kw).fit(X, y)
+
+
+def _design(X):
+    return sm.add_constant(X, prepend=False)  # intercept last, as ours
+
+
+@pytest.fixture(scope="module")
+def binary():
+    X, y, _ = _binary()
+    ins = GradientInspector(_fit(X, y), X, y)
+    glm = sm.GLM(y, _design(X), family=sm.families.Binomial())
+    return X, y, ins, glm
+
+
+def test_nonrobust_matches_statsmodels_logit(binary):
+    X, y, ins, _ = binary
+    ref = sm.Logit(y, _design(X)).fit(disp=0, tol=1e-12)
+    np.testing.assert_allclose(ins.params(), ref.params, rtol=RTOL)
+    np.testing.assert_allclose(ins.covariance("nonrobust"), ref.cov_params(), rtol=RTOL)
+    np.testing.assert_allclose(ins.covariance(), ref.cov_params(), rtol=RTOL)  # auto, C=inf
+    table = ins.summary(alpha=0.1)
+    np.testing.assert_allclose(table["std_err"], ref.bse, rtol=RTOL)
+    np.testing.assert_allclose(table["z"], ref.tvalues, rtol=RTOL)
+    np.testing.assert_allclose(table["p_value"], ref.pvalues, rtol=RTOL)
+    np.testing.assert_allclose(table[["ci_low", "ci_high"]], ref.conf_int(0.1), rtol=RTOL)
+    assert list(table.index) == ["x0", "x1", "x2", "x3", "intercept"]
+    assert list(table.columns) == ["coef", "std_err", "z", "p_value", "ci_low", "ci_high"]
+
+
+def test_hc0_matches_statsmodels_glm_and_hc1_hc3_the_textbook(binary):
+    X, y, ins, glm = binary
+    hc0 = glm.fit(cov_type="HC0", tol=1e-12)
+    np.testing.assert_allclose(ins.covariance("HC0"), hc0.cov_params(), rtol=RTOL)
+    # HC1-HC3 as R's sandwich::vcovHC (statsmodels' GLM falls back to HC0 for them).
+    res = glm.fit(tol=1e-12)
+    bread = np.linalg.inv(-res.model.hessian(res.params))
+    scores = res.model.score_obs(res.params)
+    h = res.get_hat_matrix_diag()
+    n, p = X.shape[0], X.shape[1] + 1
+    for kind, weights, factor in (
+        ("HC1", np.ones(n), n / (n - p)),
+        ("HC2", 1 / (1 - h), 1.0),
+        ("HC3", 1 / (1 - h) ** 2, 1.0),
+    ):
+        meat = (scores * weights[:, None]).T @ scores
+        np.testing.assert_allclose(ins.covariance(kind), factor * bread @ meat @ bread, rtol=RTOL)
+
+
+def test_influence_matches_statsmodels_glm_influence(binary):
+    _, _, ins, glm = binary
+    ref = glm.fit(tol=1e-12).get_influence()
+    ours = ins.influence()
+    np.testing.assert_allclose(ours.leverage, ref.hat_matrix_diag, rtol=RTOL)
+    np.testing.assert_allclose(ours.cooks_distance, ref.cooks_distance[0], rtol=RTOL)
+    np.testing.assert_allclose(ours.dfbeta, ref.d_params, rtol=RTOL, atol=1e-12)
+
+
+def test_multinomial_matches_mnlogit_with_the_first_class_as_reference():
+    X, _, logits = _binary()
+    rng = np.random.default_rng(1)
+    y = np.digitize(logits + rng.logistic(size=len(logits)), [-1.5, 0.5])
+    ins = GradientInspector(_fit(X, y), X, y)
+    ref = sm.MNLogit(y, _design(X)).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
+    d, K1 = X.shape[1], 2
+    # statsmodels: class-major (features, const) per class; ours: all features, then intercepts.
+    order = [k * (d + 1) + j for k in range(K1) for j in range(d)]
+    order += [k * (d + 1) + d for k in range(K1)]
+    params = np.asarray(ref.params).T.reshape(-1)[order]
+    np.testing.assert_allclose(ins.params(), params, rtol=RTOL)
+    cov = np.asarray(ref.cov_params())[np.ix_(order, order)]
+    np.testing.assert_allclose(ins.covariance("nonrobust"), cov, rtol=RTOL)
+    table = ins.summary()
+    np.testing.assert_allclose(table["std_err"], np.sqrt(np.diag(cov)), rtol=RTOL)
+    np.testing.assert_allclose(
+        table["p_value"], np.asarray(ref.pvalues).T.reshape(-1)[order], rtol=RTOL
+    )
+    assert table.index[0] == "1 vs 0: x0" and table.index[-1] == "2 vs 0: intercept"
+
+
+def _closed_form_pieces(X, y, est, C):
+    """H of F = sum loss + ||W||^2 / (2C) and the per-sample gradients, by hand."""
+    Xa = np.hstack([X, np.ones((len(X), 1))])
+    theta = np.concatenate([est.coef_.ravel(), est.intercept_])
+    p = 1 / (1 + np.exp(-Xa @ theta))
+    H = Xa.T @ (Xa * (p * (1 - p))[:, None])
+    H[:-1, :-1] += np.eye(X.shape[1]) / C
+    G = (p - y)[:, None] * Xa
+    return H, G
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def test_penalised_kinds_are_their_closed_forms(C):
+    X, y, _ = _binary()
+    est = _fit(X, y, C=C)
+    ins = GradientInspector(est, X, y)
+    H, G = _closed_form_pieces(X, y, est, C)
+    H_inv = np.linalg.inv(H)
+    sandwich = H_inv @ (G.T @ G) @ H_inv
+    np.testing.assert_allclose(ins.covariance("laplace"), H_inv, rtol=RTOL)
+    np.testing.assert_allclose(ins.covariance("nonrobust"), H_inv, rtol=RTOL)
+    np.testing.assert_allclose(ins.covariance("sandwich"), sandwich, rtol=RTOL)
+    np.testing.assert_allclose(ins.covariance(), sandwich, rtol=RTOL)  # auto with a penalty
+    Xa = np.hstack([X, np.ones((len(X), 1))])
+    p = 1 / (1 + np.exp(-(Xa @ np.concatenate([est.coef_.ravel(), est.intercept_]))))
+    h = np.einsum("ij,jk,ik->i", Xa, H_inv, Xa) * p * (1 - p)
+    np.testing.assert_allclose(ins.influence().leverage, h, rtol=RTOL)
+
+
+def test_sandwich_is_the_covariance_of_ridge_estimates():
+    """Over data sets drawn from one model, the sandwich's average is the spread of the fits."""
+    rng = np.random.default_rng(0)
+    beta = np.array([1.0, -0.5, 0.25])
+    fits, sandwiches, laplaces = [], [], []
+    for _ in range(200):
+        X = rng.normal(size=(300, 3))
+        y = (rng.random(300) < 1 / (1 + np.exp(-(X @ beta + 0.3)))).astype(int)
+        est = TorchLogisticRegression(C=0.02, tol=1e-8).fit(X, y)
+        ins = GradientInspector(est, X, y)
+        fits.append(ins.params())
+        sandwiches.append(ins.covariance("sandwich"))
+        laplaces.append(ins.covariance("laplace"))
+    empirical = np.var(np.asarray(fits), axis=0, ddof=1)
+    predicted = np.diag(np.mean(sandwiches, axis=0))
+    np.testing.assert_allclose(predicted, empirical, rtol=0.25)
+    # The naive inverse penalised Hessian overstates the spread of a shrunk estimator.
+    assert (np.diag(np.mean(laplaces, axis=0))[:3] > 1.3 * empirical[:3]).all()
+
+
+def test_influence_on_predicts_leave_one_out_test_losses():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    train, test = np.arange(0, 400), np.arange(400, 569)
+    est = TorchLogisticRegression(C=1.0, tol=1e-10).fit(X[train], y[train])
+    ins = GradientInspector(est, X[train], y[train])
+    h = ins.influence().leverage
+    candidates = np.flatnonzero(h < 0.1)
+    picked = candidates[np.linspace(0, len(candidates) - 1, 25).round().astype(int)]
+    predicted = ins.influence_on(X[test], y[test])[picked]  # (25, n_test)
+
+    def test_losses(params):
+        z = X[test] @ params[:-1] + params[-1]
+        return np.logaddexp(0, z) - y[test] * z
+
+    base = test_losses(ins.params())
+    exact = np.array([test_losses(p) - base for p in ins.loo_refit(picked)])
+    r = np.corrcoef(predicted.ravel(), exact.ravel())[0, 1]
+    slope = np.polyfit(exact.ravel(), predicted.ravel(), 1)[0]
+    assert r >= 0.99
+    assert 0.9 <= slope <= 1.1
+
+
+def test_dfbeta_estimates_the_exact_leave_one_out_change(binary):
+    X, y, ins, _ = binary
+    idx = [0, 5, 17]
+    exact = ins.params() - ins.loo_refit(idx)
+    np.testing.assert_allclose(ins.influence().dfbeta[idx], exact, rtol=0.05, atol=1e-4)
+
+
+def test_l1_needs_the_bootstrap():
+    X, y, _ = _binary()
+    est = TorchLogisticRegression(C=0.05, l1_ratio=1.0).fit(X, y)
+    ins = GradientInspector(est, X, y)
+    with pytest.raises(ValueError, match="bootstrap"):
+        ins.covariance()
+    with pytest.raises(ValueError, match="bootstrap"):
+        ins.summary("HC0")
+    cov = ins.covariance("bootstrap", n_resamples=30, random_state=0)
+    assert cov.shape == (5, 5)
+    assert (np.linalg.eigvalsh(cov) > -1e-12).all()
+
+
+def test_bootstrap_agrees_with_the_sandwich_for_l2():
+    X, y, _ = _binary(n=600)
+    ins = GradientInspector(TorchLogisticRegression(C=1.0).fit(X, y), X, y)
+    boot = np.diag(ins.covariance("bootstrap", n_resamples=150, random_state=0))
+    np.testing.assert_allclose(boot, np.diag(ins.covariance("sandwich")), rtol=0.35)
+
+
+def test_separation_warns_and_a_singular_hessian_raises():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 2))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = TorchLogisticRegression(C=np.inf, max_iter=50).fit(X, y)
+    with pytest.warns(UserWarning, match="separated"):
+        try:
+            GradientInspector(est, X, y).covariance()
+        except ValueError as exc:  # or singular outright
+            assert "singular" in str(exc)
+            warnings.warn("separated", UserWarning)
+    Xc = np.hstack([X, X[:, :1]])  # a collinear column, no penalty
+    yn = (rng.random(100) < 0.5).astype(int)
+    est = TorchLogisticRegression(C=np.inf).fit(Xc, yn)
+    with pytest.raises(ValueError, match="singular"):
+        GradientInspector(est, Xc, yn).covariance()
