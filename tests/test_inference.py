@@ -212,11 +212,7 @@ def test_separation_warns_and_a_singular_hessian_raises():
         warnings.simplefilter("ignore")
         est = TorchLogisticRegression(C=np.inf, max_iter=50).fit(X, y)
     with pytest.warns(UserWarning, match="separated"):
-        try:
-            GradientInspector(est, X, y).covariance()
-        except ValueError as exc:  # or singular outright
-            assert "singular" in str(exc)
-            warnings.warn("separated", UserWarning)
+        GradientInspector(est, X, y).covariance()
     Xc = np.hstack([X, X[:, :1]])  # a collinear column, no penalty
     yn = (rng.random(100) < 0.5).astype(int)
     est = TorchLogisticRegression(C=np.inf).fit(Xc, yn)
