@@ -24,10 +24,10 @@ from . import _inference
 from ._curvature import (
     NULL_EIGENVALUE,
     autograd_hessian,
-    logit_curvature,
     extreme_eigenvalues,
     heavy_ball_rule,
     linear_model_hessian,
+    logit_curvature,
     smooth_objective_of_theta,
     split_theta,
 )
