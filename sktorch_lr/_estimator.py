@@ -32,6 +32,7 @@ from ._curvature import (
     preconditioned_spectrum,
     step_rule,
 )
+from ._dask import is_dask_collection
 from ._data import TrainingData, as_tensor, is_tensor, resolve_device, torch_dtype
 from ._module import LogisticRegressionModule
 from ._objective import linear_logits, penalty_strengths
@@ -283,6 +284,8 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             return self._fit(X, y, sample_weight)
 
     def _fit(self, X, y, sample_weight):
+        if is_dask_collection(X):
+            return self._fit_dask(X, y, sample_weight)
         X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=True)
         classes = np.unique(y)
         if len(classes) < 2:
@@ -308,6 +311,96 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             partial=False,
         )
         return self
+
+    def _fit_dask(self, X, y, sample_weight):
+        """``fit`` on dask collections: a map-reduce per epoch, ``X`` never gathered."""
+        import dask.array as da
+
+        from ._dask import DaskData, DaskProblem, as_dask_array
+
+        if self.batch_size not in (None, "auto"):
+            raise ValueError(
+                f"batch_size={self.batch_size!r} with dask input: fit computes the exact "
+                "full-batch objective on the workers every epoch, and mini-batches would bring "
+                "rows to the client every step. Use batch_size=None or 'auto', or stream with "
+                "dask_ml.wrappers.Incremental (partial_fit on one block at a time)."
+            )
+        names = getattr(X, "columns", None)
+        Xd = as_dask_array(X, "X")
+        if Xd.ndim != 2:
+            raise ValueError(f"Expected a 2D dask array, got {Xd.ndim} dimension(s).")
+        if Xd.dtype not in (np.float32, np.float64):
+            Xd = Xd.astype(np.float64)
+        yd = as_dask_array(
+            y if is_dask_collection(y) else da.from_array(np.asarray(y), chunks=(Xd.chunks[0],)),
+            "y",
+        )
+        if yd.shape[0] != Xd.shape[0]:
+            raise ValueError(f"X has {Xd.shape[0]} rows but y has {yd.shape[0]}.")
+        swd = None
+        if sample_weight is not None:
+            swd = as_dask_array(
+                sample_weight
+                if is_dask_collection(sample_weight)
+                else da.from_array(np.asarray(sample_weight, np.float64), chunks=(Xd.chunks[0],)),
+                "sample_weight",
+            ).astype(np.float64)
+        classes = np.unique(np.asarray(da.unique(yd).compute()))
+        if len(classes) < 2:
+            raise ValueError(
+                "This solver needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {classes[0]!r}."
+            )
+        class_weight = _dask_class_weight(self.class_weight, classes, yd, swd)
+        dtype = torch.float32 if Xd.dtype == np.float32 else torch.float64
+        data = DaskData(Xd, yd, swd, classes, class_weight, dtype=dtype)
+        if not data.weight_sum > 0:
+            raise ValueError("The sample weights sum to zero; at least one must be positive.")
+        problem = DaskProblem(
+            data,
+            penalty_strengths(self.C, self.l1_ratio, data.weight_sum),
+            fit_intercept=self.fit_intercept,
+        )
+        if self.lr != "auto":
+            problem.mean = None  # a float lr is plain SGD, uncentred, as in memory
+        previous = None
+        if self.warm_start and _compatible(self, classes, Xd.shape[1]):
+            previous = self.module_
+        self._fit_epochs(
+            None,
+            None,
+            classes,
+            None,
+            hook_data=(Xd, yd, swd),
+            previous_module=previous,
+            solver_state=None,
+            generator=None,
+            max_iter=self.max_iter,
+            partial=False,
+            problem=problem,
+        )
+        self.n_features_in_ = Xd.shape[1]
+        vars(self).pop("feature_names_in_", None)
+        if names is not None and all(isinstance(c, str) for c in names):
+            self.feature_names_in_ = np.asarray(list(names), dtype=object)
+        return self
+
+    def _dask_map(self, X, method):
+        """``method`` block by block on a dask collection: a lazy dask array."""
+        from ._dask import as_dask_array
+
+        check_is_fitted(self)
+        Xd = as_dask_array(X, "X")
+        K = len(self.classes_)
+
+        def apply(block):
+            return getattr(self, method)(block)
+
+        if method == "predict":
+            return Xd.map_blocks(apply, drop_axis=1, dtype=self.classes_.dtype)
+        if method == "decision_function" and K == 2:
+            return Xd.map_blocks(apply, drop_axis=1, dtype=np.float64)
+        return Xd.map_blocks(apply, chunks=(Xd.chunks[0], (K,)), dtype=np.float64)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -393,9 +486,11 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         generator,
         max_iter,
         partial,
+        problem=None,
     ):
         """Train, then commit the fitted state; on any error ``self`` is untouched."""
-        with threads_for(_work(X, 2 if len(classes) == 2 else len(classes))):
+        work = np.inf if problem is not None else _work(X, 2 if len(classes) == 2 else len(classes))
+        with threads_for(work):
             self._fit_epochs_threaded(
                 X,
                 y_enc,
@@ -407,6 +502,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
                 generator=generator,
                 max_iter=max_iter,
                 partial=partial,
+                problem=problem,
             )
 
     def _fit_epochs_threaded(
@@ -422,22 +518,27 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         generator,
         max_iter,
         partial,
+        problem=None,
     ):
-        device = resolve_device(self.device)
-        dtype = X.dtype if is_tensor(X) else torch_dtype(X.dtype)
-        n_samples, n_features = X.shape
+        auto = self.lr == "auto"
         binary = len(classes) == 2
         n_outputs = 1 if binary else len(classes)
-        data = TrainingData(X, y_enc, sample_weight, binary=binary, device=device, dtype=dtype)
-        if data.weight_sum <= 0:
-            raise ValueError("The sample weights sum to zero; at least one must be positive.")
-        penalty = penalty_strengths(self.C, self.l1_ratio, data.weight_sum)
-        auto = self.lr == "auto"
-        # Full fits with lr="auto" work in the centred parametrisation; partial_fit
-        # sees one chunk at a time, whose mean changes from call to call.
-        problem = Problem(
-            data, penalty, fit_intercept=self.fit_intercept, centred=auto and not partial
-        )
+        if problem is None:
+            device = resolve_device(self.device)
+            dtype = X.dtype if is_tensor(X) else torch_dtype(X.dtype)
+            data = TrainingData(X, y_enc, sample_weight, binary=binary, device=device, dtype=dtype)
+            if data.weight_sum <= 0:
+                raise ValueError("The sample weights sum to zero; at least one must be positive.")
+            penalty = penalty_strengths(self.C, self.l1_ratio, data.weight_sum)
+            # Full fits with lr="auto" work in the centred parametrisation; partial_fit
+            # sees one chunk at a time, whose mean changes from call to call.
+            problem = Problem(
+                data, penalty, fit_intercept=self.fit_intercept, centred=auto and not partial
+            )
+        else:  # a dask problem: the data stay on the workers
+            data, penalty = problem.data, problem.penalty
+            device, dtype = data.device, data.dtype
+        n_samples, n_features = data.n_samples, data.n_features
 
         def new_module(parameters=None):
             return _module_with(
@@ -452,7 +553,8 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         module = new_module(None if previous_module is None else previous_module.parameters())
         params = list(module.parameters())
         problem.to_solver(params[0], params[1] if self.fit_intercept else None)
-        batch_size = None if partial else self._resolved_batch_size(n_samples)
+        # Dask input (X is None: the problem holds it) is fitted full batch, exactly.
+        batch_size = None if partial or X is None else self._resolved_batch_size(n_samples)
         stochastic = partial or batch_size is not None
         kind = choose_preconditioner(
             min(n_samples, CURVATURE_MAX_ROWS),
@@ -682,6 +784,8 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         scores : ndarray (or Tensor for tensor input) of shape (n_samples,) or (n_samples, K)
             For two classes, the log-odds of ``classes_[1]``.
         """
+        if is_dask_collection(X):
+            return self._dask_map(X, "decision_function")
         logits, tensor_in = self._logits(X)
         if logits.shape[1] == 1:
             logits = logits[:, 0]
@@ -694,6 +798,8 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         -------
         proba : ndarray (or Tensor for tensor input) of shape (n_samples, n_classes)
         """
+        if is_dask_collection(X):
+            return self._dask_map(X, "predict_proba")
         logits, tensor_in = self._logits(X)
         with torch.inference_mode():
             if logits.shape[1] == 1:
@@ -709,6 +815,8 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         -------
         log_proba : ndarray (or Tensor for tensor input) of shape (n_samples, n_classes)
         """
+        if is_dask_collection(X):
+            return self._dask_map(X, "predict_log_proba")
         logits, tensor_in = self._logits(X)
         with torch.inference_mode():
             if logits.shape[1] == 1:
@@ -731,6 +839,8 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         y_pred : ndarray of shape (n_samples,)
             A Tensor on the module's device for tensor input with numeric classes.
         """
+        if is_dask_collection(X):
+            return self._dask_map(X, "predict")
         logits, tensor_in = self._logits(X)
         with torch.inference_mode():
             if logits.shape[1] == 1:
@@ -756,6 +866,11 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         """
         from sklearn.metrics import accuracy_score
 
+        if is_dask_collection(X):
+            correct = self._dask_map(X, "predict") == y
+            if sample_weight is None:
+                return correct.mean()
+            return (correct * sample_weight).sum() / sample_weight.sum()
         y_pred = self.predict(X)
         if is_tensor(y_pred):
             y_pred = y_pred.cpu().numpy()
@@ -1015,6 +1130,23 @@ def _validate_tensor(est, X, reset):
             f"{est.n_features_in_} features as input."
         )
     return X
+
+
+def _dask_class_weight(class_weight, classes, y, sample_weight):
+    """Class weights per encoded class for dask input (``"balanced"`` counts by dask)."""
+    import dask.array as da
+
+    if class_weight is None:
+        return None
+    if class_weight == "balanced":
+        enc = da.map_blocks(np.searchsorted, classes, y, dtype=np.int64)
+        counts = da.bincount(enc, weights=sample_weight, minlength=len(classes)).compute()
+        counts = np.asarray(counts, dtype=np.float64)
+        return counts.sum() / (len(classes) * np.where(counts > 0, counts, np.inf))
+    cw = compute_class_weight(class_weight, classes=classes, y=classes)
+    if not np.isfinite(cw).all():
+        raise ValueError(f"class_weight contains NaN or infinity: {class_weight!r}.")
+    return cw
 
 
 def _check_magnitude(X):
