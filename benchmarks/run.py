@@ -599,6 +599,104 @@ def bench_inference(repeats):
     ]
 
 
+_DASK_SCRIPT = """
+import sys, time, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+import dask.array as da
+from distributed import Client, LocalCluster
+from sklearn.linear_model import LogisticRegression
+sys.path.insert(0, sys.argv[1])
+from sktorch_lr import TorchLogisticRegression
+from benchmarks.run import objective_value, optimum
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main():
+    n, d = 400_000, 50
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, d))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ (rng.normal(size=d) * 0.3))))).astype(int)
+    opt = optimum(X, y, 1.0)
+
+    def gap(m):
+        return objective_value(m.coef_, m.intercept_, X, y, 1.0) - opt
+
+    rows = []
+    t, sk = timed(lambda: LogisticRegression().fit(X, y))
+    rows.append(("sklearn lbfgs, in memory", t, gap(sk), ""))
+    for workers in (1, 2):
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True,
+            host="127.0.0.1", dashboard_address="127.0.0.1:0",
+        )
+        with cluster, Client(cluster):
+            Xd = da.from_array(X, chunks=(n // 8, d)).persist()
+            yd = da.from_array(y, chunks=n // 8).persist()
+            TorchLogisticRegression(max_iter=2, tol=0).fit(Xd, yd)  # torch in the workers
+            read = min(timed(lambda: float(Xd.sum().compute()))[0] for _ in range(3))
+            t_epochs, _ = timed(
+                lambda: TorchLogisticRegression(max_iter=5, tol=0, lr=0.1).fit(Xd, yd)
+            )
+            epoch = t_epochs / 6  # 5 epochs and the first evaluation
+            for tol in (1e-4, 1e-6):
+                t, est = timed(lambda: TorchLogisticRegression(tol=tol).fit(Xd, yd))
+                note = (
+                    f"{est.n_iter_} epochs; one epoch {epoch * 1e3:.0f} ms = "
+                    f"{epoch / read:.1f} x one read of X ({read * 1e3:.0f} ms)"
+                )
+                name = f"TorchLogisticRegression(tol={tol:g}) on dask, {workers} worker(s)"
+                rows.append((name, t, gap(est), note))
+            if workers == 2:
+                from dask_ml.linear_model import LogisticRegression as DaskLR
+
+                for solver in sys.argv[2].split(","):
+                    # dask-glm minimises sum of losses + ||beta||^2 / (2 C): C S J, same C.
+                    t, m = timed(lambda: DaskLR(solver=solver, C=1.0).fit(Xd, yd))
+                    name = f"dask-ml LogisticRegression({solver!r}), 2 workers"
+                    rows.append((name, t, gap(m), ""))
+    for r in rows:
+        print("ROW", repr(r))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def bench_dask(solvers):
+    """400,000 x 50 float64 on local Dask workers against dask-ml and in-memory lbfgs."""
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", _DASK_SCRIPT, root, ",".join(solvers)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=root),
+    )
+    rows = []
+    for line in out.stdout.splitlines():
+        if line.startswith("ROW "):
+            method, seconds, gap, note = eval(line[4:])  # noqa: S307 - our own subprocess
+            print(f"  {method:50s} {seconds:8.2f} s  gap {gap: .2e}  {note}", flush=True)
+            rows.append(
+                {
+                    "case": "400k x 50 on Dask",
+                    "method": method,
+                    "C": 1.0,
+                    "fit_s": seconds,
+                    "objective_gap": gap,
+                    "note": note,
+                }
+            )
+    return rows
+
+
 def bench_import(repeats):
     base = "import torch, sklearn.linear_model"
     ours = (
@@ -652,6 +750,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small cases, fewer repeats")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument(
+        "--dask-ml-solvers",
+        default="newton,lbfgs,proximal_grad,gradient_descent",
+        help="dask-ml solvers to compare with (admm takes minutes here: add it to include it)",
+    )
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 7
     try:
@@ -703,6 +806,8 @@ def main(argv=None):
         # SGDClassifier's default max_iter takes ~2 minutes here: 10 epochs show its pace.
         rows += bench_large("1M x 100 float32", X, y, 1.0, 3, sgd_max_iter=10)
         del X
+        print("Dask: 400,000 x 50 on local workers")
+        rows += bench_dask(args.dask_ml_solvers.split(","))
         print("statistical inference: 200,000 x 50")
         rows += bench_inference(3)
         print("import + first fit in a new process")
@@ -750,6 +855,8 @@ def write(rows, out, quick):
                 if "curvature_share" in r
                 else ""
             )
+        if "note" in r and r["note"]:
+            t_s = r["note"]
         if "busy_over_quiet" in r:
             gap = f"{r['busy_over_quiet']:.2f} x its quiet time ({r['quiet_s'] * 1e3:.1f} ms)"
         if "epoch_over_read" in r:
