@@ -741,7 +741,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     @coef_.setter
     def coef_(self, value):
         weight = self.module_.linear.weight
-        value = np.asarray(value)
+        value = np.array(value)  # a writable copy: torch warns on read-only memory
         if value.shape != tuple(weight.shape):
             raise ValueError(
                 f"coef_ must have shape {tuple(weight.shape)}, got an array of shape {value.shape}."
@@ -762,7 +762,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
     def intercept_(self, value):
         bias = self.module_.linear.bias
         n_outputs = self.module_.linear.weight.shape[0]
-        value = np.broadcast_to(np.asarray(value, dtype=np.float64), (n_outputs,))
+        value = np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), (n_outputs,)))
         if bias is None:
             if np.any(value != 0):
                 raise ValueError("intercept_ must stay zero when fit_intercept=False.")

@@ -86,8 +86,10 @@ def test_balanced_class_weight_counts_sample_weights():
 def test_assigned_coef_and_intercept_are_the_model(data):
     X, y = data
     est = TorchLogisticRegression().fit(X, y)
-    est.coef_ = np.array([[0.0, 0.0, 0.0]])
-    est.intercept_ = np.array([5.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torch warning on read-only input either
+        est.coef_ = np.broadcast_to(0.0, (1, 3))
+        est.intercept_ = 5.0
     assert (est.predict(X) == 1).all()
     assert float(est.module_.linear.bias) == 5.0
     est.intercept_[:] = -5.0  # in place, too
