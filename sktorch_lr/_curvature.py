@@ -365,23 +365,18 @@ class Preconditioner:
     """``P`` with ``direction(grads) = P^-1 grads``, in the parameters' shapes.
 
     Subclasses hold the measured curvature as a dense matrix (``"dense"``),
-    per-class blocks (``"block"``) or a diagonal (``"diagonal"``); all work in
-    float64 and return tensors in the gradients' dtype.
+    per-class blocks (``"block"``) or a diagonal (``"diagonal"``), work in
+    float64, and return tensors in the gradients' dtype from ``direction``.
+    The diagonal one also gives ``inverse_diagonal`` for the L1 prox (an L1
+    part always gets the diagonal, see :func:`choose_preconditioner`).
     """
 
     kind = ""
     levenberg = 0.0
 
-    def direction(self, grads):
-        raise NotImplementedError
-
     def damped(self, levenberg):
         """``P + levenberg * diag(P)`` (Marquardt's damping), or ``self`` for a diagonal."""
         return self
-
-    def inverse_diagonal(self, shape):
-        """``1 / P_jj`` for the coefficients (the diagonal preconditioner's L1 prox)."""
-        raise NotImplementedError
 
 
 def _marquardt(H, levenberg):
@@ -482,7 +477,8 @@ class DiagonalPreconditioner(Preconditioner):
     def direction(self, grads):
         return [g / d.to(g.dtype) for g, d in zip(grads, self.diagonals, strict=True)]
 
-    def inverse_diagonal(self, shape):
+    def inverse_diagonal(self):
+        """``1 / P_jj`` for the coefficients: the L1 prox's per-coordinate scale."""
         return 1.0 / self.diagonals[0]
 
 

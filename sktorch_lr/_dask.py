@@ -246,24 +246,6 @@ class DaskProblem(Problem):
             total += float(self.penalty.l1 * coef.detach().abs().sum())
         return torch.tensor(total, dtype=torch.float64)
 
-    def measure(self, params, kind):
-        from ._curvature import measure_preconditioner
-
-        return measure_preconditioner(
-            self.data.curvature_sample(),
-            self.penalty,
-            params[0],
-            params[1] if self.fit_intercept else None,
-            self.mean,
-            kind,
-        )
-
-    def top_eigenvalue(self, params, preconditioner):
-        sample = Problem(
-            self.data.curvature_sample(),
-            self.penalty,
-            fit_intercept=self.fit_intercept,
-            centred=False,
-        )
-        sample.mean = self.mean
-        return sample.top_eigenvalue(params, preconditioner)
+    def curvature_data(self):
+        """At most 16,384 evenly strided rows, gathered to the client once."""
+        return self.data.curvature_sample()

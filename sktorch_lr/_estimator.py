@@ -287,30 +287,30 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         if is_dask_collection(X):
             return self._fit_dask(X, y, sample_weight)
         X, y, sample_weight = self._validate_fit_input(X, y, sample_weight, reset=True)
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {classes[0]!r}."
-            )
+        classes = _two_or_more(np.unique(y))
         y_enc = _encode(y, classes)
         weights = _effective_weights(self.class_weight, classes, y_enc, y, sample_weight)
+        self._fit_full(X, y_enc, classes, weights, (X, y, sample_weight), X.shape[1])
+        return self
+
+    def _fit_full(self, X, y_enc, classes, weights, hook_data, n_features, problem=None):
+        """A full ``fit``: from the previous solution with ``warm_start``, else from zero."""
         previous = None
-        if self.warm_start and _compatible(self, classes, X.shape[1]):
+        if self.warm_start and _compatible(self, classes, n_features):
             previous = self.module_
         self._fit_epochs(
             X,
             y_enc,
             classes,
             weights,
-            hook_data=(X, y, sample_weight),
+            hook_data=hook_data,
             previous_module=previous,
             solver_state=None,
             generator=None,
             max_iter=self.max_iter,
             partial=False,
+            problem=problem,
         )
-        return self
 
     def _fit_dask(self, X, y, sample_weight):
         """``fit`` on dask collections: a map-reduce per epoch, ``X`` never gathered."""
@@ -345,12 +345,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
                 else da.from_array(np.asarray(sample_weight, np.float64), chunks=(Xd.chunks[0],)),
                 "sample_weight",
             ).astype(np.float64)
-        classes = np.unique(np.asarray(da.unique(yd).compute()))
-        if len(classes) < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {classes[0]!r}."
-            )
+        classes = _two_or_more(np.unique(np.asarray(da.unique(yd).compute())))
         class_weight = _dask_class_weight(self.class_weight, classes, yd, swd)
         dtype = torch.float32 if Xd.dtype == np.float32 else torch.float64
         data = DaskData(Xd, yd, swd, classes, class_weight, dtype=dtype)
@@ -363,22 +358,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         )
         if self.lr != "auto":
             problem.mean = None  # a float lr is plain SGD, uncentred, as in memory
-        previous = None
-        if self.warm_start and _compatible(self, classes, Xd.shape[1]):
-            previous = self.module_
-        self._fit_epochs(
-            None,
-            None,
-            classes,
-            None,
-            hook_data=(Xd, yd, swd),
-            previous_module=previous,
-            solver_state=None,
-            generator=None,
-            max_iter=self.max_iter,
-            partial=False,
-            problem=problem,
-        )
+        self._fit_full(None, None, classes, None, (Xd, yd, swd), Xd.shape[1], problem)
         self.n_features_in_ = Xd.shape[1]
         vars(self).pop("feature_names_in_", None)
         if names is not None and all(isinstance(c, str) for c in names):
@@ -1130,6 +1110,15 @@ def _validate_tensor(est, X, reset):
             f"{est.n_features_in_} features as input."
         )
     return X
+
+
+def _two_or_more(classes):
+    if len(classes) < 2:
+        raise ValueError(
+            "This solver needs samples of at least 2 classes in the data, but the data "
+            f"contains only one class: {classes[0]!r}."
+        )
+    return classes
 
 
 def _dask_class_weight(class_weight, classes, y, sample_weight):

@@ -139,9 +139,7 @@ def step_(params, state, penalty, direction=None):
     if penalty.l1:
         threshold = penalty.l1
         if state.preconditioner is not None:
-            threshold = penalty.l1 * state.preconditioner.inverse_diagonal(coef.shape).to(
-                coef.dtype
-            )
+            threshold = penalty.l1 * state.preconditioner.inverse_diagonal().to(coef.dtype)
         proximal_l1_(coef, state, threshold, before)
 
 
@@ -259,10 +257,14 @@ class Problem:
                 grads[0].sub_(grads[0].mean(0, keepdim=True))
         return grads
 
+    def curvature_data(self):
+        """The rows the curvature is measured on (``TrainingData`` strides them itself)."""
+        return self.data
+
     def measure(self, params, kind):
         """The :class:`~sktorch_lr._curvature.Preconditioner` at ``params``."""
         return measure_preconditioner(
-            self.data,
+            self.curvature_data(),
             self.penalty,
             params[0],
             params[1] if self.fit_intercept else None,
@@ -278,7 +280,7 @@ class Problem:
         """
         from ._curvature import CURVATURE_MAX_ROWS, POWER_ITERATIONS, hessian_vector_product
 
-        data = self.data
+        data = self.curvature_data()
         rows = data.curvature_rows(CURVATURE_MAX_ROWS)
         X, y, sw = data.float64_sample(rows)
         normalizer = float(X.shape[0]) if sw is None else (float(sw.sum()) or 1.0)
