@@ -580,7 +580,7 @@ def _sample_weight_sum(data, rows):
     return float(sw.sum()) or 1.0
 
 
-def choose_preconditioner(n_rows, n_features, n_outputs, *, sparse, l1):
+def choose_preconditioner(n_features, n_outputs, *, l1):
     """``"dense"``, ``"block"`` or ``"diagonal"`` for a problem of this shape.
 
     - an L1 part: ``"diagonal"``, whose proximal step stays coordinate-wise

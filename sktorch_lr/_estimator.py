@@ -536,13 +536,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         # Dask input (X is None: the problem holds it) is fitted full batch, exactly.
         batch_size = None if partial or X is None else self._resolved_batch_size(n_samples)
         stochastic = partial or batch_size is not None
-        kind = choose_preconditioner(
-            min(n_samples, CURVATURE_MAX_ROWS),
-            n_features,
-            n_outputs,
-            sparse=sp.issparse(X),
-            l1=penalty.l1 > 0,
-        )
+        kind = choose_preconditioner(n_features, n_outputs, l1=penalty.l1 > 0)
         nnz_per_row = X.nnz / max(n_samples, 1) if sp.issparse(X) else n_features
         ratio = measure_cost_ratio(
             kind, n_samples, nnz_per_row, n_features, n_outputs, min(n_samples, CURVATURE_MAX_ROWS)

@@ -107,3 +107,48 @@ def test_model_hessian_equals_full_autograd_hessian(n_classes, fit_intercept):
     theta = theta.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(f(theta), theta)
     assert (grad - expected).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("K", [3, 40])  # fewer classes than columns, and more
+def test_class_blocks_are_the_per_class_hessian_blocks(K):
+    rng = np.random.RandomState(0)
+    Xa = torch.tensor(rng.randn(50, 6))
+    a = torch.tensor(rng.rand(50, K))
+    blocks = curvature.class_blocks(Xa, a)
+    for k in (0, K - 1):
+        expected = Xa.T @ (Xa * a[:, k : k + 1])
+        assert (blocks[k] - expected).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["dense", "block", "diagonal"])
+def test_measured_preconditioner_is_the_centred_autograd_hessian(kind):
+    """P in the solver's centred parametrisation against full autograd of the objective."""
+    from sktorch_lr._data import TrainingData
+    from sktorch_lr._objective import objective
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4) * [1, 3, 0.5, 2] + [5, -2, 0, 1]
+    y = rng.randint(0, 3, 120)
+    data = TrainingData(X, y, None, binary=False, device=torch.device("cpu"), dtype=torch.float64)
+    pen = penalty_strengths(0.5, 0.0, data.weight_sum)
+    mean = data.weighted_mean()
+    coef = torch.tensor(rng.randn(3, 4) * 0.1)
+    c = torch.tensor(rng.randn(3) * 0.1)
+    P = curvature.measure_preconditioner(data, pen, coef, c, mean, kind)
+
+    def f(theta):
+        W, cc = theta[:12].reshape(3, 4), theta[12:]
+        return objective(W, cc - W @ mean, data.X, data.y, None, pen, normalizer=120.0)
+
+    H = autograd_hessian(f, torch.cat([coef.reshape(-1), c]))
+    if kind == "dense":
+        assert (P.H - H).abs().max() < 1e-12
+        return
+    for k in range(3):  # the class blocks, and their diagonals
+        idx = [k * 4 + j for j in range(4)] + [12 + k]
+        block = H[idx][:, idx]
+        if kind == "block":
+            assert (P.blocks[k] - block).abs().max() < 1e-12
+        else:
+            diag = torch.cat([P.diagonals[0][k], P.diagonals[1][k : k + 1]])
+            assert (diag - block.diagonal()).abs().max() < 1e-12
