@@ -531,20 +531,53 @@ def bench_busy(repeats):
             lambda: TorchLogisticRegression(),
         ),
     }
+    Xl, yl = make_lesson_data()
+
+    def bare_torch_loop():
+        """The same kind of work without the package: 300 SGD steps on one thread."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            Xt = torch.as_tensor(Xl, dtype=torch.float64)
+            yt = torch.as_tensor(yl, dtype=torch.float64)
+            w = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+            b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+            for _ in range(300):
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    torch.nn.functional.linear(Xt, w, b)[:, 0], yt
+                )
+                loss.backward()
+                with torch.no_grad():
+                    w -= 0.01 * w.grad
+                    b -= 0.01 * b.grad
+                w.grad = b.grad = None
+        finally:
+            torch.set_num_threads(threads)
+
+    def pure_python_loop():
+        return sum(i * i for i in range(300_000))
+
+    cases["bare torch loop, 1 thread (no package code)"] = ((None, None), None)
+    cases["pure Python loop"] = ((None, None), None)
+    runners = {
+        "bare torch loop, 1 thread (no package code)": bare_torch_loop,
+        "pure Python loop": pure_python_loop,
+    }
     for name, ((X, y), make) in cases.items():
-        make().fit(X, y)
-        quiet, _ = median_time(lambda make=make, X=X, y=y: make().fit(X, y), repeats)
+        run = runners.get(name) or (lambda make=make, X=X, y=y: make().fit(X, y))
+        run()
+        quiet, _ = median_time(run, repeats)
         busy_proc = subprocess.Popen([sys.executable, "-c", _BUSY])
         try:
             time.sleep(0.5)
-            busy, _ = median_time(lambda make=make, X=X, y=y: make().fit(X, y), repeats)
+            busy, _ = median_time(run, repeats)
         finally:
             busy_proc.kill()
             busy_proc.wait()
         rows.append(
             {
                 "case": "one busy process beside",
-                "method": f"TorchLogisticRegression, {name}",
+                "method": name if name in runners else f"TorchLogisticRegression, {name}",
                 "fit_s": busy,
                 "quiet_s": quiet,
                 "busy_over_quiet": busy / quiet,
