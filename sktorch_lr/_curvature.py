@@ -38,14 +38,6 @@ def split_theta(theta, n_outputs, n_features, fit_intercept):
     return coef, intercept
 
 
-def flatten_params(coef, intercept):
-    """``[coef.ravel(), intercept]`` as one detached vector."""
-    parts = [coef.detach().reshape(-1)]
-    if intercept is not None:
-        parts.append(intercept.detach().reshape(-1))
-    return torch.cat(parts)
-
-
 def smooth_objective_of_theta(X, y, sample_weight, penalty, normalizer, n_outputs, fit_intercept):
     """``theta -> J_smooth(theta)``: the objective without its L1 part, for autograd."""
     n_features = X.shape[1]
@@ -373,10 +365,15 @@ class Preconditioner:
 
     kind = ""
     levenberg = 0.0
+    base = None  # the undamped preconditioner a damped one came from
 
     def damped(self, levenberg):
         """``P + levenberg * diag(P)`` (Marquardt's damping), or ``self`` for a diagonal."""
         return self
+
+    def undamped(self):
+        """The preconditioner as measured (stopping is judged in its metric)."""
+        return self if self.base is None else self.base
 
 
 def _marquardt(H, levenberg):
@@ -413,7 +410,9 @@ class DensePreconditioner(Preconditioner):
         self.fit_intercept = fit_intercept
 
     def damped(self, levenberg):
-        return DensePreconditioner(self.H, self.coef_shape, self.fit_intercept, levenberg)
+        P = DensePreconditioner(self.H, self.coef_shape, self.fit_intercept, levenberg)
+        P.base = self.undamped()
+        return P
 
     def direction(self, grads):
         g = torch.cat([t.reshape(-1) for t in grads]).to(self.factor.dtype)
@@ -423,15 +422,6 @@ class DensePreconditioner(Preconditioner):
         if len(grads) > 1:
             out.append(d[n_coef:].reshape(grads[1].shape))
         return out
-
-    def relative_spectrum(self, H):
-        """Extreme eigenvalues of ``P^-1 H`` (``H`` measured elsewhere): ``(low, high)``."""
-        W = torch.linalg.solve_triangular(self.factor, H, upper=False)
-        M = torch.linalg.solve_triangular(self.factor, W.T, upper=False)
-        eig = torch.linalg.eigvalsh(0.5 * (M + M.T))
-        big = float(eig[-1])
-        curved = eig[eig > 1e-6 * big]
-        return float(curved[0]) if curved.numel() else big, big
 
 
 class BlockPreconditioner(Preconditioner):
@@ -451,7 +441,9 @@ class BlockPreconditioner(Preconditioner):
         self.fit_intercept = fit_intercept
 
     def damped(self, levenberg):
-        return BlockPreconditioner(self.blocks, self.fit_intercept, levenberg)
+        P = BlockPreconditioner(self.blocks, self.fit_intercept, levenberg)
+        P.base = self.undamped()
+        return P
 
     def direction(self, grads):
         coef = grads[0]
@@ -637,7 +629,7 @@ def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measu
     return (measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
 
 
-def preconditioned_spectrum(new, old, top_eigenvalue=None):
+def preconditioned_spectrum(new, top_eigenvalue=None):
     """``(low, high)``: the range the eigenvalues of ``P^-1 H`` are expected in.
 
     - ``"dense"``: ``P`` is the Hessian, so 1 (at the point of measurement;

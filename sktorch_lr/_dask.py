@@ -104,7 +104,6 @@ class DaskData:
 
     def __init__(self, X, y, sample_weight, classes, class_weight, *, dtype):
         import dask
-        import dask.array as da
 
         X = as_dask_array(X, "X")
         y = as_dask_array(y, "y").rechunk((X.chunks[0],))
@@ -131,7 +130,6 @@ class DaskData:
         self.weight_sum = float(total)
         self._mean = torch.as_tensor(np.asarray(mean, dtype=np.float64)).to(dtype)
         self._sample = None
-        del da
 
     def _weights_dask(self):
         w = self.sample_weight

@@ -182,13 +182,6 @@ class TrainingData:
                 X = X.to_dense()
             yield _to_float64(X, y, sw)
 
-    def curvature_sample(self, max_rows):
-        """The :meth:`curvature_rows` in float64, in one piece (sparse stays sparse).
-
-        For power iteration on Hessian-vector products, which needs no dense copy.
-        """
-        return self.float64_sample(self.curvature_rows(max_rows))
-
     def float64_sample(self, rows):
         """Rows ``rows`` (None: all) in float64, in one piece (sparse stays sparse)."""
         return _to_float64(*(self.full() if rows is None else self.batch(rows)))

@@ -453,37 +453,14 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
         )
         return self
 
-    def _fit_epochs(
-        self,
-        X,
-        y_enc,
-        classes,
-        sample_weight,
-        *,
-        hook_data,
-        previous_module,
-        solver_state,
-        generator,
-        max_iter,
-        partial,
-        problem=None,
-    ):
-        """Train, then commit the fitted state; on any error ``self`` is untouched."""
+    def _fit_epochs(self, X, y_enc, classes, *args, problem=None, **kwargs):
+        """Train, then commit the fitted state; on any error ``self`` is untouched.
+
+        Small work runs on one torch thread (:mod:`sktorch_lr._threads`).
+        """
         work = np.inf if problem is not None else _work(X, 2 if len(classes) == 2 else len(classes))
         with threads_for(work):
-            self._fit_epochs_threaded(
-                X,
-                y_enc,
-                classes,
-                sample_weight,
-                hook_data=hook_data,
-                previous_module=previous_module,
-                solver_state=solver_state,
-                generator=generator,
-                max_iter=max_iter,
-                partial=partial,
-                problem=problem,
-            )
+            self._fit_epochs_threaded(X, y_enc, classes, *args, problem=problem, **kwargs)
 
     def _fit_epochs_threaded(
         self,
@@ -542,12 +519,11 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             kind, n_samples, nnz_per_row, n_features, n_outputs, min(n_samples, CURVATURE_MAX_ROWS)
         )
 
-        def retune(state, old, stochastic=False, low=None):
+        def retune(state, stochastic=False, low=None):
             """Adopt the step rule of a new ``state.preconditioner`` (or a new ``low``)."""
             if low is None:
                 low, state.high = preconditioned_spectrum(
                     state.preconditioner,
-                    old,
                     lambda: problem.top_eigenvalue(params, state.preconditioner),
                 )
             state.low = low if self.momentum == "auto" and not stochastic else None
@@ -571,7 +547,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             )
             if auto:
                 solver_state.preconditioner = problem.measure(params, kind)
-                retune(solver_state, None, stochastic)
+                retune(solver_state, stochastic)
         else:
             solver_state = _state_on(copy.deepcopy(solver_state), device)
             if solver_state.adaptive:
@@ -588,9 +564,8 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             calls = solver_state.partial_fit_calls
             if auto and (calls & (calls - 1) == 0 or solver_state.preconditioner is None):
                 # Calls 1, 2, 4, 8, ...: follow the curvature as the fit sharpens.
-                old = solver_state.preconditioner
                 solver_state.preconditioner = problem.measure(params, kind)
-                retune(solver_state, old, True)
+                retune(solver_state, True)
         if partial:
             solver_state.partial_fit_calls += 1
         if generator is None:

@@ -616,7 +616,7 @@ def solve(
     measure_ratio : float
         The cost of one curvature measurement in epochs.
     retune : callable or None
-        ``(state, old_preconditioner, stochastic=False, low=None) -> None``:
+        ``(state, stochastic=False, low=None) -> None``:
         adopts the step rule for a newly measured ``state.preconditioner``, or
         for a new low end ``low`` of its spectrum (:class:`SpectrumEstimate`).
     callbacks : sktorch_lr._callbacks.FitCallbacks or None
@@ -655,7 +655,7 @@ def solve(
         # part it is that of the optimality gradient.
         P = state.preconditioner
         if P is not None and (P.levenberg or problem.penalty.l1):
-            direction = problem.project_(P.damped(0.0).direction(grads))
+            direction = problem.project_(P.undamped().direction(grads))
         return _gradient_measure(grads, direction)
 
     zero_grad_(params)
@@ -765,7 +765,7 @@ def solve(
         elif full_batch and accepted and retune is not None and state.low is not None:
             low = spectrum.observe(decrement, state, state.low)
             if low is not None:
-                retune(state, None, low=low)
+                retune(state, low=low)
     zero_grad_(params)
     return SolveResult(
         n_iter=epoch,
@@ -779,10 +779,9 @@ def solve(
 
 
 def _remeasure(problem, params, state, kind, retune):
-    old = state.preconditioner
     state.preconditioner = problem.measure(params, kind)
     if retune is not None:
-        retune(state, old)
+        retune(state)
     return state.preconditioner
 
 

@@ -36,7 +36,7 @@ def test_curvature_sample_is_deterministic_and_strided():
     data = TrainingData(
         X, np.zeros(10), None, binary=True, device=torch.device("cpu"), dtype=torch.float64
     )
-    Xs, _, _ = data.curvature_sample(4)
+    Xs, _, _ = data.float64_sample(data.curvature_rows(4))
     np.testing.assert_array_equal(Xs[:, 0].numpy(), [0.0, 6.0, 12.0, 18.0])
 
 

@@ -94,15 +94,25 @@ def test_divergence_is_detected_with_a_fixed_lr():
         _solve(state)
 
 
-def test_adaptive_mode_recovers_from_a_far_too_long_step():
-    """A step 1e4 times too long is rejected and shortened until it lowers the objective."""
-    data = _data()
+def _solve_preconditioned(data, lr, max_iter, tol):
+    """``solve`` with lr="auto"'s pieces: centred, a dense metric, adaptive rules.
+
+    Returns ``(result, params, problem, state)``.
+    """
     penalty = penalty_strengths(1.0, 0.0, data.weight_sum)
     problem = Problem(data, penalty, fit_intercept=True, centred=True)
     params = _params()
-    state = SolverState(lr=1e4, momentum=0.0, nesterov=False, adaptive=True, lr_max=1e4)
+    state = SolverState(lr=lr, momentum=0.0, nesterov=False, adaptive=True, lr_max=lr)
     state.preconditioner = problem.measure(params, "dense")
-    result = solve(params, problem, state, max_iter=200, tol=1e-8, batch_size=None, generator=None)
+    result = solve(
+        params, problem, state, max_iter=max_iter, tol=tol, batch_size=None, generator=None
+    )
+    return result, params, problem, state
+
+
+def test_adaptive_mode_recovers_from_a_far_too_long_step():
+    """A step 1e4 times too long is rejected and shortened until it lowers the objective."""
+    result, _, _, state = _solve_preconditioned(_data(), lr=1e4, max_iter=200, tol=1e-8)
     assert result.converged
     assert state.lr < 1e4
     assert all(b <= a for a, b in zip(result.loss_curve, result.loss_curve[1:], strict=False))
@@ -146,13 +156,9 @@ def test_centring_is_an_exact_reparametrisation(sparse):
 
 def test_centred_solve_reaches_the_plain_optimum_on_offset_features():
     data = _data(offset=1e3)
-    penalty = penalty_strengths(1.0, 0.0, data.weight_sum)
-    problem = Problem(data, penalty, fit_intercept=True, centred=True)
-    params = _params()
-    state = SolverState(lr=1.0, momentum=0.0, nesterov=False, adaptive=True, lr_max=1.0)
-    state.preconditioner = problem.measure(params, "dense")
-    result = solve(params, problem, state, max_iter=100, tol=1e-7, batch_size=None, generator=None)
+    result, params, problem, _ = _solve_preconditioned(data, lr=1.0, max_iter=100, tol=1e-7)
     assert result.converged and result.n_iter < 30
+    penalty = problem.penalty
     problem.to_model(params[0].detach(), params[1].detach())
     X, y, _ = data.full()
     coef = params[0].detach().requires_grad_(True)
