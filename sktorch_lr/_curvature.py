@@ -610,11 +610,17 @@ STOCHASTIC_MOMENTUM = 0.9
 BLOCK_LOW = 0.5
 
 
-def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured):
-    """Cost of one curvature measurement, in epochs (forward + backward over all rows)."""
+def measure_cost_ratio(
+    kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured, n_problems=1
+):
+    """Cost of one curvature measurement, in epochs (forward + backward over all rows).
+
+    ``n_problems`` problems of this shape measured and trained together (a
+    batch, :mod:`sktorch_lr._batch`) share the per-call overheads.
+    """
     b = n_features + 1
     K = n_outputs
-    epoch = 3.0 * n_rows * nnz_per_row * K / MADDS_PER_UNIT + EPOCH_OVERHEAD
+    epoch = n_problems * 3.0 * n_rows * nnz_per_row * K / MADDS_PER_UNIT + EPOCH_OVERHEAD
     if kind == "dense":
         P = K * b
         measure = n_measured * P * P + P**3 / 3.0
@@ -625,11 +631,13 @@ def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measu
         # (each Hessian-vector product about two passes over the rows measured).
         passes = 1 + 2 * POWER_ITERATIONS
         measure = passes * 3.0 * n_measured * nnz_per_row * K
-        return (measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD) / epoch
-    return (measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
+        return (
+            n_problems * measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD
+        ) / epoch
+    return (n_problems * measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
 
 
-def preconditioned_spectrum(new, top_eigenvalue=None):
+def preconditioned_spectrum(kind, top_eigenvalue=None):
     """``(low, high)``: the range the eigenvalues of ``P^-1 H`` are expected in.
 
     - ``"dense"``: ``P`` is the Hessian, so 1 (at the point of measurement;
@@ -639,9 +647,9 @@ def preconditioned_spectrum(new, top_eigenvalue=None):
     - ``"diagonal"``: ``top_eigenvalue()`` (power iteration on
       Hessian-vector products), and a small fraction of it.
     """
-    if new.kind == "dense":
+    if kind == "dense":
         return 1.0, 1.0
-    if new.kind == "block":
+    if kind == "block":
         return BLOCK_LOW, 2.0
     high = top_eigenvalue() if top_eigenvalue is not None else 1.0
     return high / MAX_CONDITION**0.5, high

@@ -523,7 +523,7 @@ class TorchLogisticRegression(CallbackSupportMixin, ClassifierMixin, BaseEstimat
             """Adopt the step rule of a new ``state.preconditioner`` (or a new ``low``)."""
             if low is None:
                 low, state.high = preconditioned_spectrum(
-                    state.preconditioner,
+                    state.preconditioner.kind,
                     lambda: problem.top_eigenvalue(params, state.preconditioner),
                 )
             state.low = low if self.momentum == "auto" and not stochastic else None
