@@ -131,7 +131,9 @@ class BatchProblem:
 
     def objectives(self, coef, intercept, idx):
         """``J_p`` of problems ``idx`` (differentiable): shape ``(len(idx),)``."""
-        data = self._data_terms(self._logits(self.X, coef, intercept, idx), self.y, self.weights[idx])
+        data = self._data_terms(
+            self._logits(self.X, coef, intercept, idx), self.y, self.weights[idx]
+        )
         pen = 0.5 * self.l2[idx] * coef.pow(2).sum((1, 2))
         return data / self.weight_sum[idx] + pen
 
@@ -445,7 +447,9 @@ def solve_batch(
         """The step rule (heavy ball) of problems ``idx``: fresh metrics, or new low ends."""
         if new_low is None:
             low[idx], high[idx] = low_value, high_value
-            adopt(idx, *step_rule(low_value, high_value, "auto", nesterov=nesterov, stochastic=False))
+            adopt(
+                idx, *step_rule(low_value, high_value, "auto", nesterov=nesterov, stochastic=False)
+            )
             return
         for j, h in zip(idx.tolist(), new_low[idx].tolist(), strict=True):
             low[j] = h
@@ -530,7 +534,9 @@ def solve_batch(
         stale = idx[done & moved[idx]]
         remeasured = len(stale) > 0
         if remeasured:
-            metric.update(stale, problem.measure(*_unpack(theta[stale], fit_intercept), stale, kind))
+            metric.update(
+                stale, problem.measure(*_unpack(theta[stale], fit_intercept), stale, kind)
+            )
             moved[stale] = False
             fresh = project(metric.solve(grad[stale], stale), stale)
             decrement[stale] = _decrement(grad[stale], fresh)
@@ -538,7 +544,9 @@ def solve_batch(
         finished = idx[done]
         converged[finished] = True
         active[finished] = False
-        progress = (f[idx] < f_old - noise) | (decrement[idx] < StallStop.IMPROVE * best_decrement[idx])
+        progress = (f[idx] < f_old - noise) | (
+            decrement[idx] < StallStop.IMPROVE * best_decrement[idx]
+        )
         best_decrement[idx] = torch.where(
             decrement[idx] < StallStop.IMPROVE * best_decrement[idx],
             decrement[idx],

@@ -610,9 +610,7 @@ STOCHASTIC_MOMENTUM = 0.9
 BLOCK_LOW = 0.5
 
 
-def measure_cost_ratio(
-    kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured, n_problems=1
-):
+def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured, n_problems=1):
     """Cost of one curvature measurement, in epochs (forward + backward over all rows).
 
     ``n_problems`` problems of this shape measured and trained together (a
@@ -631,9 +629,7 @@ def measure_cost_ratio(
         # (each Hessian-vector product about two passes over the rows measured).
         passes = 1 + 2 * POWER_ITERATIONS
         measure = passes * 3.0 * n_measured * nnz_per_row * K
-        return (
-            n_problems * measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD
-        ) / epoch
+        return (n_problems * measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD) / epoch
     return (n_problems * measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
 
 
