@@ -53,7 +53,6 @@ from ._solver import (
     StepControl,
 )
 
-
 # The row products x_ij x_il of dense X are kept between measurements up to this
 # many numbers per chunk (one chunk is at most CHUNK_NUMBERS wide anyway).
 PRODUCTS_CACHE_NUMBERS = CHUNK_NUMBERS

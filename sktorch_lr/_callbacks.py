@@ -29,10 +29,12 @@ class FitCallbacks:
         The training data, passed to the hooks as scikit-learn passes them.
     max_epochs : int
         Sub-tasks at most (``max_iter``).
-    snapshot : callable
+    snapshot : callable or None
         ``params -> dict`` of the fitted attributes (``coef_``, ``intercept_``,
         ``module_``, ...) that make a ready-to-predict copy of the estimator at
-        the current parameters, for hooks that ask for ``fitted_estimator``.
+        the current parameters, for hooks that ask for ``fitted_estimator``;
+        None where no single model stands for the state (the batch of
+        :class:`~sktorch_lr.TorchLogisticRegressionCV`).
     """
 
     def __init__(self, estimator, X, y, sample_weight, max_epochs, snapshot):
@@ -52,7 +54,9 @@ class FitCallbacks:
             X=self.X,
             y=self.y,
             metadata=self.metadata,
-            reconstruction_attributes=lambda: self.snapshot(params),
+            reconstruction_attributes=(
+                None if self.snapshot is None else lambda: self.snapshot(params)
+            ),
         )
 
     def epoch_begin(self, params):
