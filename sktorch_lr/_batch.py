@@ -108,7 +108,8 @@ class BatchProblem:
         """The models' ``b`` from the solver's ``(W, c)`` of problems ``idx``."""
         if intercept is None or self.mean is None:
             return intercept
-        return intercept - torch.einsum("bkd,bd->bk", coef, self.mean[idx].to(coef.dtype))
+        mean = self.mean[idx].to(coef.dtype)
+        return intercept - torch.bmm(coef, mean[:, :, None])[:, :, 0]
 
     def _logits(self, X, coef, intercept, idx):
         b, K, d = coef.shape
@@ -243,32 +244,38 @@ class BatchProblem:
         H = total.new_empty(groups, m, m)
         H[:, upper_rows, upper_cols] = total
         H[:, upper_cols, upper_rows] = total
-        if kind == "dense":
-            H = H.view(b, K, K, m, m).permute(0, 1, 3, 2, 4)  # (b, K, m, K, m)
-        else:
-            H = H.view(b, K, m, m)
+        # (b, G, m, m): one (m, m) block per class pair (dense) or per class (block).
+        H = H.view(b, K * K if kind == "dense" else K, m, m)
         if self.mean is not None and intercept is not None:
-            H = self._centred(H, idx, kind)
-        H = H.reshape(b, 1, K * m, K * m) if kind == "dense" else H
-        # The penalty on the coefficients (not the intercepts).
-        diag = torch.zeros(b, K, m, dtype=H.dtype, device=H.device)
-        diag[:, :, :d] = self.l2[idx].to(H.dtype)[:, None, None]
+            _centre_(H, self.mean[idx].to(H.dtype))
+        # The penalty on the coefficients (not the intercepts): the diagonal blocks.
+        diagonal_blocks = H[:, :: K + 1] if kind == "dense" else H
+        diagonal_blocks.diagonal(dim1=-2, dim2=-1)[..., :d] += self.l2[idx].to(H.dtype)[
+            :, None, None
+        ]
         if kind == "dense":
-            H = H + torch.diag_embed(diag.reshape(b, 1, K * m))
-        else:
-            H = H + torch.diag_embed(diag)
+            H = H.view(b, K, K, m, m).permute(0, 1, 3, 2, 4).reshape(b, 1, K * m, K * m)
         return H.contiguous()
 
-    def _centred(self, H, idx, kind):
-        """``T^T H T``: the Hessian in ``(W, c)`` from the one in ``(W, b)``, ``b = c - W mean``."""
-        b = H.shape[0]
-        m = H.shape[-1]
-        T = torch.eye(m, dtype=H.dtype, device=H.device).repeat(b, 1, 1)
-        T[:, -1, :-1] = -self.mean[idx].to(H.dtype)
-        if kind == "dense":
-            # (b, K, m, K, m): transform each (k, l) sub-block.
-            return torch.einsum("bji,bkjlq,bqr->bkilr", T, H, T)
-        return T.transpose(1, 2)[:, None] @ H @ T[:, None]
+
+def _centre_(H, mean):
+    """In place, ``T^T H T`` for each ``(m, m)`` block of ``H`` ``(b, G, m, m)``.
+
+    ``T = [[I, 0], [-mean^T, 1]]`` takes the solver's ``(W, c)`` to the model's
+    ``(W, b = c - W mean)``, so this is the Hessian in the centred
+    parametrisation. With ``H = [[A, h], [h^T, s]]``: ``A - h mean^T - mean h^T
+    + s mean mean^T``, ``h - s mean`` and ``s``.
+    """
+    m = mean[:, None, :]  # (b, 1, d)
+    A = H[..., :-1, :-1]
+    h = H[..., :-1, -1].clone()  # (b, G, d)
+    s = H[..., -1, -1][..., None]  # (b, G, 1)
+    A -= h[..., :, None] * m[..., None, :]
+    A -= m[..., :, None] * h[..., None, :]
+    A += s[..., None] * (m[..., :, None] * m[..., None, :])
+    column = h - s * m
+    H[..., :-1, -1] = column
+    H[..., -1, :-1] = column
 
 
 def batch_measure_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_problems):
@@ -475,6 +482,7 @@ def solve_batch(
     for epoch in range(1, max_iter + 1):
         idx = every[active]
         if len(idx) == 0:
+            epoch -= 1
             break
         # --- the momentum step of every active problem (torch.optim.SGD's arithmetic)
         lr_a = lr[idx].to(dtype)[:, None, None]
@@ -519,7 +527,7 @@ def solve_batch(
                 )
         _check(f[idx], epoch, f_start[idx])
         # --- the new directions and decrements
-        previous = decrement[idx].clone()
+        previous = decrement[idx].clamp_min(1e-300)
         direction = project(metric.solve(grad[idx], idx), idx)
         dec = _decrement(grad[idx], _undamped(metric, grad[idx], idx, direction, project))
         decrement[idx] = dec
@@ -528,65 +536,45 @@ def solve_batch(
                 f"Epoch {epoch}: {len(idx)} problems training, largest decrement "
                 f"{float(dec.max()):.3e}"
             )
-        # --- stops: the decrement (confirmed in a fresh metric), or a stall
-        done = dec <= tol
-        stale = idx[done & moved[idx]]
-        remeasured = len(stale) > 0
-        if remeasured:
+        # --- fresh metrics, in one measurement for every problem that needs one: those
+        # below tol in a metric older than their last step (a stale metric can
+        # understate the decrement), and, after an accepted step, those that
+        # RemeasureSchedule's rule says are due.
+        since[idx] += 1
+        below = dec <= tol
+        due = ok & (since[idx] >= schedule.min_epochs) & ~(dec / previous <= schedule.FAST)
+        fresh = (below & moved[idx]) | (due & ~below)
+        renew = idx[fresh]
+        if len(renew):
             metric.update(
-                stale, problem.measure(*_unpack(theta[stale], fit_intercept), stale, kind)
+                renew, problem.measure(*_unpack(theta[renew], fit_intercept), renew, kind)
             )
-            moved[stale] = False
-            fresh = project(metric.solve(grad[stale], stale), stale)
-            decrement[stale] = _decrement(grad[stale], fresh)
-            done = decrement[idx] <= tol
-        finished = idx[done]
+            since[renew] = 0
+            moved[renew] = False
+            history[renew] = math.nan
+            seen[renew] = 0
+            retune(renew)
+            renewed = project(metric.solve(grad[renew], renew), renew)
+            direction[fresh] = renewed
+            decrement[renew] = _decrement(grad[renew], renewed)
+        # --- stops: the decrement, or a stall
+        finished = idx[decrement[idx] <= tol]
         converged[finished] = True
         active[finished] = False
-        progress = (f[idx] < f_old - noise) | (
-            decrement[idx] < StallStop.IMPROVE * best_decrement[idx]
-        )
-        best_decrement[idx] = torch.where(
-            decrement[idx] < StallStop.IMPROVE * best_decrement[idx],
-            decrement[idx],
-            best_decrement[idx],
-        )
-        idle[idx] = torch.where(progress, 0, idle[idx] + 1)
+        improved = decrement[idx] < StallStop.IMPROVE * best_decrement[idx]
+        best_decrement[idx] = torch.where(improved, decrement[idx], best_decrement[idx])
+        idle[idx] = torch.where((f[idx] < f_old - noise) | improved, 0, idle[idx] + 1)
         stalled = idx[(idle[idx] >= StallStop.PATIENCE) & active[idx]]
         if len(stalled):
             converged[stalled] = decrement[stalled] <= max(tol, math.sqrt(eps))
             active[stalled] = False
         if on_epoch is not None and on_epoch(epoch):
             break
-        # --- keep the metric fresh, or learn how stale it is
-        still = idx[active[idx]]
-        if len(still) == 0:
-            break
         keep = active[idx]
-        if remeasured:
-            direction = project(metric.solve(grad[still], still), still)
-        else:
-            direction = direction[keep]
-        since[still] += 1
-        # RemeasureSchedule's rule, per problem, after accepted steps only (a rejected
-        # problem keeps its shortened, damped step until a step succeeds).
-        accepted = ok[keep]
-        progress = decrement[still] / previous[keep].clamp_min(1e-300)
-        due = accepted & (since[still] >= schedule.min_epochs) & ~(progress <= schedule.FAST)
-        stepped = still[due]
-        if len(stepped):
-            metric.update(
-                stepped, problem.measure(*_unpack(theta[stepped], fit_intercept), stepped, kind)
-            )
-            since[stepped] = 0
-            moved[stepped] = False
-            history[stepped] = math.nan
-            seen[stepped] = 0
-            retune(stepped)
-            direction = project(metric.solve(grad[still], still), still)
-            decrement[still] = _decrement(grad[still], direction)
-        # SpectrumEstimate's rule for the others.
-        new_low = _learn_low(history, seen, still[accepted & ~due], decrement, lr, momentum, low)
+        direction = direction[keep]
+        # --- SpectrumEstimate's rule for accepted steps in a metric kept
+        learn = idx[keep & ok & ~fresh]
+        new_low = _learn_low(history, seen, learn, decrement, lr, momentum, low)
         if new_low is not None:
             changed, values = new_low
             retune(changed, values)

@@ -43,7 +43,7 @@ from ._callbacks import fit_callbacks
 from ._curvature import choose_preconditioner
 from ._data import as_tensor, is_tensor, resolve_device, torch_dtype, vector_to_tensor
 from ._estimator import TorchLogisticRegression
-from ._objective import penalty_strengths
+from ._objective import linear_logits, penalty_strengths
 from ._threads import threads_for
 
 
@@ -262,8 +262,14 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
                 ConvergenceWarning,
                 stacklevel=_caller_stacklevel(),
             )
-        scores = self._scores(X_in, y, classes, folds, paths, Cs, l1_ratios, score_params)
-        self._select(X_in, y, sample_weight, classes, Cs, l1_ratios, scores, paths)
+        # Scorers and the refit see a DataFrame as given (its feature names), else the
+        # validated X (CSR, numpy or tensor).
+        X_named = X_in if hasattr(X_in, "columns") else X
+        if self.scoring in (None, "accuracy") and set(score_params) <= {"sample_weight"}:
+            scores = _accuracies(X, y_enc, folds, paths, score_params.get("sample_weight"))
+        else:
+            scores = self._scores(X_named, y, classes, folds, paths, Cs, l1_ratios, score_params)
+        self._select(X_named, y, sample_weight, classes, Cs, l1_ratios, scores, paths)
         self.Cs_ = Cs
         self.l1_ratios_ = np.asarray(l1_ratios if self.l1_ratios is not None else [None])
         self.scores_ = scores
@@ -543,6 +549,31 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _accuracies(X, y_enc, folds, paths, sample_weight):
+    """Held-out accuracy of every problem at once, weighted by ``sample_weight``.
+
+    The default scorer, without a scorer call per problem: the logits of every
+    problem of a fold in one matrix product, in float64 like the fitted
+    models' predictions.
+    """
+    n_folds, n_l1, n_cs, K, n_dof = paths.shape
+    d = X.shape[1]
+    scores = np.empty((n_folds, n_l1, n_cs))
+    for f, (_, test) in enumerate(folds):
+        Xt = as_tensor(_rows(X, test), torch.device("cpu"), torch.float64)
+        packed = torch.as_tensor(paths[f].reshape(-1, K, n_dof))
+        logits = linear_logits(Xt, packed[:, :, :d].reshape(-1, d), None).view(len(test), -1, K)
+        if n_dof > d:
+            logits = logits + packed[:, :, d]
+        pred = (logits[:, :, 0] > 0).long() if K == 1 else logits.argmax(2)
+        correct = (pred == torch.as_tensor(y_enc[test], dtype=torch.long)[:, None]).double()
+        w = torch.ones(len(test), dtype=torch.float64)
+        if sample_weight is not None:
+            w = torch.as_tensor(np.asarray(sample_weight, dtype=np.float64)[test])
+        scores[f] = ((w @ correct) / w.sum()).numpy().reshape(n_l1, n_cs)
+    return scores
 
 
 def _grid_of_cs(Cs):
