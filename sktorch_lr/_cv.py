@@ -135,7 +135,9 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
     >>> clf[-1].scores_.shape
     (5, 1, 10)
     >>> print(f"{clf[-1].C_:.3g}")
-    0.0464
+    0.359
+    >>> print(f"{clf.score(X, y):.3f}")
+    0.986
     """
 
     _parameter_constraints: dict = {
@@ -460,7 +462,16 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
             start = paths[:, j, c].mean(axis=0)
             model = self._model_at(classes, start, C, l1_ratio)
             model.set_params(warm_start=True, random_state=self.random_state)
-            model.fit(X, y, sample_weight=sample_weight)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                model.fit(X, y, sample_weight=sample_weight)
+            for w in caught:
+                message = str(w.message).replace("TorchLogisticRegression stopped", "stopped")
+                warnings.warn(
+                    f"TorchLogisticRegressionCV: the refit with C={C:g} {message}",
+                    w.category,
+                    stacklevel=_caller_stacklevel(),
+                )
             self.refit_n_iter_ = int(model.n_iter_)
         else:
             best = np.argmax(scores.reshape(n_folds, -1), axis=1)

@@ -7,7 +7,7 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from sktorch_lr import TorchLogisticRegression
+from sktorch_lr import TorchLogisticRegression, TorchLogisticRegressionCV
 
 MINI_BATCH_REASON = (
     "Mini-batches are drawn over rows: a sample of weight 2 and the same sample repeated "
@@ -20,11 +20,16 @@ CONFIGURATIONS = [
     TorchLogisticRegression(batch_size=16, random_state=0),
     TorchLogisticRegression(l1_ratio=0.5, C=10.0),
     TorchLogisticRegression(warm_start=True),
+    TorchLogisticRegressionCV(cv=3),
+]
+# The cross-validation with an L1 part trains its problems one by one: slower.
+SLOW_CONFIGURATIONS = [
+    TorchLogisticRegressionCV(cv=3, l1_ratios=[0.0, 0.5], scoring="neg_log_loss"),
 ]
 
 
 def _expected_failed_checks(estimator):
-    if estimator.batch_size not in (None, "auto"):
+    if getattr(estimator, "batch_size", None) not in (None, "auto"):
         return {
             "check_sample_weight_equivalence_on_dense_data": MINI_BATCH_REASON,
             "check_sample_weight_equivalence_on_sparse_data": MINI_BATCH_REASON,
@@ -34,6 +39,12 @@ def _expected_failed_checks(estimator):
 
 @parametrize_with_checks(CONFIGURATIONS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks(SLOW_CONFIGURATIONS)
+def test_sklearn_compatible_slow_configurations(estimator, check):
     check(estimator)
 
 

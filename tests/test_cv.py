@@ -1,0 +1,320 @@
+"""TorchLogisticRegressionCV: LogisticRegressionCV's answers, every fold and C in one batch."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.datasets import load_wine, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import make_scorer, roc_auc_score
+from sklearn.model_selection import GridSearchCV, KFold, PredefinedSplit, StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from sktorch_lr import TorchLogisticRegression, TorchLogisticRegressionCV
+from sktorch_lr._batch import BatchProblem, solve_batch
+
+from .conftest import objective_value
+
+TIGHT = dict(tol=1e-10)
+SKLEARN_TIGHT = dict(solver="newton-cholesky", tol=1e-12, max_iter=10_000)
+
+
+def _sklearn_cv(X, y, sample_weight=None, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LogisticRegressionCV(
+            use_legacy_attributes=False, l1_ratios=(0.0,), **SKLEARN_TIGHT, **kwargs
+        ).fit(X, y, sample_weight=sample_weight)
+
+
+def _assert_same_cv(ours, ref, rtol=1e-4):
+    assert ours.C_ == ref.C_
+    np.testing.assert_array_equal(ours.Cs_, ref.Cs_)
+    np.testing.assert_allclose(ours.scores_, ref.scores_, rtol=rtol, atol=1e-8)
+    scale = np.maximum(1.0, np.abs(ref.coefs_paths_))
+    assert np.max(np.abs(ours.coefs_paths_ - ref.coefs_paths_) / scale) < rtol
+    assert ours.coefs_paths_.shape == ref.coefs_paths_.shape
+    assert ours.scores_.shape == ref.scores_.shape == ours.n_iter_.shape
+
+
+def _wine():
+    X, y = load_wine(return_X_y=True)
+    return X, y
+
+
+@pytest.mark.parametrize("scoring", [None, "neg_log_loss"])
+def test_matches_logistic_regression_cv_binary(breast_cancer, scoring):
+    X, y = breast_cancer
+    ours = TorchLogisticRegressionCV(scoring=scoring, **TIGHT).fit(X, y)
+    ref = _sklearn_cv(X, y, scoring=scoring)
+    _assert_same_cv(ours, ref)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_matches_logistic_regression_cv_multinomial(iris, raw):
+    X, y = iris
+    if not raw:
+        X = StandardScaler().fit_transform(X)
+    ours = TorchLogisticRegressionCV(scoring="neg_log_loss", **TIGHT).fit(X, y)
+    _assert_same_cv(ours, _sklearn_cv(X, y, scoring="neg_log_loss"))
+
+
+def test_raw_wine_matches():
+    X, y = _wine()
+    _assert_same_cv(TorchLogisticRegressionCV(**TIGHT).fit(X, y), _sklearn_cv(X, y))
+
+
+@pytest.mark.slow
+def test_digits_matches(digits):
+    X, y = digits
+    _assert_same_cv(TorchLogisticRegressionCV(**TIGHT).fit(X, y), _sklearn_cv(X, y))
+
+
+@pytest.mark.slow
+def test_digits_standardised_matches(digits):
+    X, y = digits
+    X = StandardScaler().fit_transform(X)
+    _assert_same_cv(TorchLogisticRegressionCV(**TIGHT).fit(X, y), _sklearn_cv(X, y))
+
+
+def test_same_choice_as_grid_search_over_the_estimator(breast_cancer):
+    X, y = breast_cancer
+    Cs = np.logspace(-3, 3, 7)
+    cv = StratifiedKFold(4)
+    ours = TorchLogisticRegressionCV(Cs=Cs, cv=cv, scoring="neg_log_loss").fit(X, y)
+    search = GridSearchCV(TorchLogisticRegression(), {"C": Cs}, cv=cv, scoring="neg_log_loss").fit(
+        X, y
+    )
+    assert ours.C_ == search.best_params_["C"]
+    np.testing.assert_allclose(
+        ours.scores_[:, 0].mean(0), search.cv_results_["mean_test_score"], rtol=1e-5
+    )
+    np.testing.assert_allclose(ours.coef_, search.best_estimator_.coef_, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris", "wine_raw"])
+def test_every_batched_problem_reaches_the_single_fit_optimum(dataset, request):
+    if dataset == "wine_raw":
+        X, y = _wine()
+    else:
+        X, y = request.getfixturevalue(dataset)
+    Cs = np.logspace(-4, 4, 5)
+    cv = list(KFold(3, shuffle=True, random_state=0).split(X, y))
+    ours = TorchLogisticRegressionCV(Cs=Cs, cv=cv).fit(X, y)
+    for f, (train, _) in enumerate(cv):
+        for c, C in enumerate(Cs):
+            single = TorchLogisticRegression(C=C, tol=1e-8).fit(X[train], y[train])
+            packed = ours.coefs_paths_[f, 0, c]
+            coef, intercept = packed[:, :-1], packed[:, -1]
+            got = objective_value(coef, intercept, X[train], y[train], C=C)
+            best = objective_value(single.coef_, single.intercept_, X[train], y[train], C=C)
+            assert got - best < 1e-7, (f, C, got - best)
+
+
+def test_sample_weight_is_routed_to_training_and_scoring(breast_cancer):
+    X, y = breast_cancer
+    sw = np.random.RandomState(0).randint(1, 4, size=len(y)).astype(float)
+    ours = TorchLogisticRegressionCV(**TIGHT).fit(X, y, sample_weight=sw)
+    ref = _sklearn_cv(X, y, sample_weight=sw)
+    _assert_same_cv(ours, ref)
+
+
+def test_balanced_class_weight_matches(breast_cancer):
+    X, y = breast_cancer
+    ours = TorchLogisticRegressionCV(class_weight="balanced", **TIGHT).fit(X, y)
+    _assert_same_cv(ours, _sklearn_cv(X, y, class_weight="balanced"))
+
+
+@pytest.mark.parametrize("container", ["csr", "tensor", "float32"])
+def test_sparse_tensor_and_float32_input(breast_cancer, container):
+    X, y = breast_cancer
+    dense = TorchLogisticRegressionCV(Cs=5, **TIGHT).fit(X, y)
+    if container == "csr":
+        Xc = sp.csr_matrix(np.where(np.abs(X) < 0.5, 0.0, X))
+        dense = TorchLogisticRegressionCV(Cs=5, **TIGHT).fit(Xc.toarray(), y)
+    elif container == "tensor":
+        Xc = torch.as_tensor(X)
+    else:
+        Xc = X.astype(np.float32)
+    got = TorchLogisticRegressionCV(Cs=5, tol=1e-6 if container == "float32" else 1e-10)
+    got.fit(Xc, y)
+    assert got.C_ == dense.C_
+    rtol = 1e-3 if container == "float32" else 1e-6
+    scale = np.maximum(1.0, np.abs(dense.coefs_paths_))
+    assert np.max(np.abs(got.coefs_paths_ - dense.coefs_paths_) / scale) < rtol
+    if container == "float32":
+        assert got.module_.linear.weight.dtype == torch.float32
+
+
+def test_any_splitter_and_scorer(iris):
+    X, y = iris
+    # a held-out fold without class 2: the scorer is told every class
+    test_fold = np.where(y == 2, 0, np.arange(len(y)) % 2)
+    cv = PredefinedSplit(test_fold)
+    ours = TorchLogisticRegressionCV(Cs=4, cv=cv, scoring="neg_log_loss").fit(X, y)
+    assert np.isfinite(ours.scores_).all()
+    auc = make_scorer(roc_auc_score, response_method="predict_proba", multi_class="ovr")
+    with_auc = TorchLogisticRegressionCV(Cs=4, cv=3, scoring=auc).fit(X, y)
+    assert with_auc.scores_.shape == (3, 1, 4)
+    callable_scorer = TorchLogisticRegressionCV(
+        Cs=4, cv=3, scoring=lambda est, X_, y_: -np.abs(est.coef_).sum()
+    ).fit(X, y)
+    assert callable_scorer.C_ == callable_scorer.Cs_[0]  # the strongest penalty wins
+
+
+def test_refit_false_averages_the_folds_best(breast_cancer):
+    X, y = breast_cancer
+    ours = TorchLogisticRegressionCV(refit=False, **TIGHT).fit(X, y)
+    ref = _sklearn_cv(X, y, refit=False)
+    assert ours.C_ == pytest.approx(ref.C_)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-4, atol=1e-6)
+    assert ours.refit_n_iter_ == 0
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
+def test_legacy_attributes_have_sklearn_shapes(dataset, request):
+    X, y = request.getfixturevalue(dataset)
+    ours = TorchLogisticRegressionCV(Cs=3, use_legacy_attributes=True).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = LogisticRegressionCV(Cs=3, use_legacy_attributes=True, scoring=None).fit(X, y)
+    assert ours.scores_.keys() == ref.scores_.keys()
+    assert ours.coefs_paths_.keys() == ref.coefs_paths_.keys()
+    for key in ref.scores_:
+        assert ours.scores_[key].shape == ref.scores_[key].shape
+        assert ours.coefs_paths_[key].shape == ref.coefs_paths_[key].shape
+    assert ours.n_iter_.shape == ref.n_iter_.shape
+    assert ours.C_.shape == ref.C_.shape
+
+
+def test_elastic_net_problems(breast_cancer):
+    X, y = breast_cancer
+    Cs = [0.05, 0.5]
+    ours = TorchLogisticRegressionCV(Cs=Cs, cv=3, l1_ratios=[0.0, 0.7]).fit(X, y)
+    assert ours.scores_.shape == ours.n_iter_.shape == (3, 2, 2)
+    assert (ours.coefs_paths_[:, 1, :, :, :-1] == 0).any()  # exact zeros from the L1 part
+    assert not (ours.coefs_paths_[:, 0, :, :, :-1] == 0).any()
+    train = next(iter(StratifiedKFold(3).split(X, y)))[0]
+    single = TorchLogisticRegression(C=0.05, l1_ratio=0.7).fit(X[train], y[train])
+    packed = ours.coefs_paths_[0, 1, 0]
+    got = objective_value(packed[:, :-1], packed[:, -1], X[train], y[train], C=0.05, l1_ratio=0.7)
+    best = objective_value(
+        single.coef_, single.intercept_, X[train], y[train], C=0.05, l1_ratio=0.7
+    )
+    assert abs(got - best) < 1e-6
+    assert ours.l1_ratio_ in (0.0, 0.7)
+    np.testing.assert_array_equal(ours.l1_ratios_, [0.0, 0.7])
+
+
+def test_fitted_model_is_a_torch_logistic_regression(breast_cancer, tmp_path):
+    X, y = breast_cancer
+    ours = TorchLogisticRegressionCV(Cs=4).fit(X, y)
+    single = TorchLogisticRegression(C=ours.C_).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, single.coef_, rtol=1e-3, atol=1e-5)
+    sk = ours.to_sklearn()
+    assert isinstance(sk, LogisticRegression) and sk.C == ours.C_
+    np.testing.assert_allclose(sk.predict_proba(X), ours.predict_proba(X), rtol=1e-10)
+    again = pickle.loads(pickle.dumps(ours))
+    np.testing.assert_array_equal(again.predict(X), ours.predict(X))
+    assert ours.score(X, y) > 0.95
+    assert ours.refit_n_iter_ >= 1
+
+
+def test_score_uses_the_scoring(breast_cancer):
+    X, y = breast_cancer
+    ours = TorchLogisticRegressionCV(Cs=3, scoring="neg_log_loss").fit(X, y)
+    assert ours.score(X, y) < 0  # a log loss, not an accuracy
+
+
+def test_problems_that_stop_early_warn_once(breast_cancer):
+    X, y = breast_cancer
+    with pytest.warns(ConvergenceWarning) as record:
+        TorchLogisticRegressionCV(max_iter=2).fit(X, y)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2
+    assert "of 50 cross-validation problems" in messages[0]
+    assert "the refit with C=" in messages[1]
+    assert all(w.filename == __file__ for w in record)
+
+
+def test_bad_grids_and_folds_get_clear_errors(breast_cancer):
+    X, y = breast_cancer
+    with pytest.raises(ValueError, match="Cs must be positive"):
+        TorchLogisticRegressionCV(Cs=[1.0, -1.0]).fit(X, y)
+    with pytest.raises(ValueError, match="l1_ratios must be numbers in"):
+        TorchLogisticRegressionCV(l1_ratios=[1.5]).fit(X, y)
+    sw = np.ones(len(y))
+    cv = [(np.arange(10), np.arange(10, len(y)))]
+    sw[:10] = 0
+    with pytest.raises(ValueError, match="sum to zero"):
+        TorchLogisticRegressionCV(cv=cv).fit(X, y, sample_weight=sw)
+    assert not hasattr(TorchLogisticRegressionCV(), "n_features_in_")
+
+
+def test_no_penalty_in_the_grid(iris):
+    X, y = iris
+    X = StandardScaler().fit_transform(X)
+    ours = TorchLogisticRegressionCV(Cs=[1.0, np.inf], cv=3).fit(X, y)
+    assert np.isfinite(ours.coefs_paths_).all()
+
+
+def test_batch_problems_stop_on_their_own(breast_cancer):
+    X, y = breast_cancer
+    B = 4
+    weights = torch.ones(B, len(y), dtype=torch.float64)
+    l2 = torch.tensor([1e0, 1e-2, 1e-4, 0.0], dtype=torch.float64) / len(y)
+    problem = BatchProblem(
+        torch.as_tensor(X),
+        torch.as_tensor(y, dtype=torch.float64),
+        weights,
+        l2,
+        n_outputs=1,
+        fit_intercept=True,
+    )
+    result = solve_batch(problem, kind="dense", max_iter=200, tol=1e-8, measure_ratio=1.0)
+    # a stronger penalty is a better conditioned problem: fewer epochs
+    assert result.n_iter[0] < result.n_iter[2]
+    assert result.epochs == int(result.n_iter.max())
+    assert bool(result.converged[:3].all())
+
+
+callback = pytest.importorskip("sklearn.callback")
+
+
+class _Recorder:
+    def __init__(self):
+        self.ends = []
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context, **kwargs):
+        pass
+
+    def on_fit_task_end(self, estimator, context, **kwargs):
+        self.ends.append(context.task_name)
+
+
+def test_callbacks_see_one_subtask_per_epoch_of_the_batch(breast_cancer):
+    X, y = breast_cancer
+    recorder = _Recorder()
+    ours = TorchLogisticRegressionCV(Cs=3).set_callbacks(recorder).fit(X, y)
+    epochs = recorder.ends.count("epoch")
+    assert epochs == int(ours.n_iter_.max())
+    assert recorder.ends[-1] == "fit"
+
+
+def test_make_classification_many_features():
+    X, y = make_classification(300, 40, n_informative=10, random_state=0)
+    ours = TorchLogisticRegressionCV(Cs=4, cv=3, **TIGHT).fit(X, y)
+    _assert_same_cv(ours, _sklearn_cv(X, y, Cs=4, cv=3))
