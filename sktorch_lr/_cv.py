@@ -137,7 +137,7 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
     >>> print(f"{clf[-1].C_:.3g}")
     0.359
     >>> print(f"{clf.score(X, y):.3f}")
-    0.986
+    0.988
     """
 
     _parameter_constraints: dict = {
