@@ -31,14 +31,14 @@ import sklearn
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, SGDClassifier
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sktorch_lr import TorchLogisticRegression  # noqa: E402
+from sktorch_lr import TorchLogisticRegression, TorchLogisticRegressionCV  # noqa: E402
 from sktorch_lr._objective import objective, penalty_strengths  # noqa: E402
 from sktorch_lr.datasets import make_lesson_data  # noqa: E402
 
@@ -457,6 +457,48 @@ def _logspace_grid(X, y):
     return run
 
 
+def bench_cv(name, X, y, repeats, grid_repeats=1):
+    """Cross-validating C over np.logspace(-4, 4, 10) x 5 folds, three ways, in one run.
+
+    LogisticRegressionCV (lbfgs, its defaults), TorchLogisticRegressionCV (one
+    batch), and GridSearchCV over TorchLogisticRegression (50 separate fits).
+    Each row notes the C it chose; the times include the refit.
+    """
+    methods = (
+        (
+            "sklearn LogisticRegressionCV",
+            lambda: LogisticRegressionCV(
+                l1_ratios=(0.0,), use_legacy_attributes=False, scoring=None
+            ).fit(X, y),
+            repeats,
+        ),
+        ("TorchLogisticRegressionCV", lambda: TorchLogisticRegressionCV().fit(X, y), repeats),
+        (
+            "GridSearchCV(TorchLogisticRegression)",
+            lambda: GridSearchCV(
+                TorchLogisticRegression(), {"C": np.logspace(-4, 4, 10)}, cv=5
+            ).fit(X, y),
+            grid_repeats,
+        ),
+    )
+    rows = []
+    for method, run, n in methods:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if n > 1:
+                run()  # warm-up
+            seconds, est = median_time(run, n)
+        C = float(np.ravel(getattr(est, "C_", None) or est.best_params_["C"])[0])
+        rows.append({"case": name, "method": method, "fit_s": seconds, "note": f"chose C={C:.3g}"})
+        print(f"  {method:45s} {seconds:9.3f} s  C={C:.3g}", flush=True)
+    ours = rows[1]["fit_s"]
+    rows[1]["note"] += (
+        f"; {ours / rows[0]['fit_s']:.2f} x LogisticRegressionCV, "
+        f"{rows[2]['fit_s'] / ours:.1f} x faster than GridSearchCV"
+    )
+    return rows
+
+
 def bench_many_classes(repeats):
     """2,000 x 20 with 1,000 classes: fit time, gap, and the curvature's share of it."""
     from sktorch_lr import _solver
@@ -788,6 +830,11 @@ def main(argv=None):
         default="newton,lbfgs,proximal_grad,gradient_descent",
         help="dask-ml solvers to compare with (admm takes minutes here: add it to include it)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["cv"],
+        help="run one group of cases (written to results-<group>.*)",
+    )
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 7
     try:
@@ -799,6 +846,10 @@ def main(argv=None):
         print("skorch is not installed: its rows are skipped (pip install skorch)")
 
     rows = []
+    if args.only == "cv":
+        rows += cv_cases(repeats)
+        write(rows, Path(args.out), args.quick, name="results-cv")
+        return
     print("lesson data 200 x 2")
     X, y = make_lesson_data()
     rows += bench_case("lesson 200x2", X, y, 1.0, repeats, with_skorch, lesson_settings=True)
@@ -825,6 +876,7 @@ def main(argv=None):
         rows += bench_default_fit(f"raw {name}", X, y, repeats)
     print("2,000 x 20, 1,000 classes")
     rows += bench_many_classes(1 if args.quick else 3)
+    rows += cv_cases(repeats)
     print("busy machine: one busy process beside the fit")
     rows += bench_busy(repeats)
     print("100k x 20, standardised float32")
@@ -851,10 +903,24 @@ def main(argv=None):
     write(rows, Path(args.out), args.quick)
 
 
-def write(rows, out, quick):
+def cv_cases(repeats):
+    rows = []
+    cases = (
+        ("breast cancer", lambda: load_breast_cancer(return_X_y=True)),
+        ("digits", lambda: load_digits(return_X_y=True)),
+        ("50,000 x 50", lambda: make_classification(50_000, 50, n_informative=20, random_state=0)),
+    )
+    for name, load in cases:
+        print(f"cross-validation of C: logspace(-4, 4, 10) x 5 folds, standardised {name}")
+        X, y = load()
+        rows += bench_cv(f"CV of C, {name}", standardised(X), y, min(repeats, 3))
+    return rows
+
+
+def write(rows, out, quick, name="results"):
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
-    (out / "results.json").write_text(
+    (out / f"{name}.json").write_text(
         json.dumps({"machine": info, "quick": quick, "rows": rows}, indent=1)
     )
     lines = [
@@ -899,9 +965,9 @@ def write(rows, out, quick):
         lines.append(
             f"| {r['case']} | {r['method']} | {r.get('C', '')} | {fit_s} | {gap} | {t_s} | {mem} |"
         )
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    plot(rows, out / "results.png", info)
-    print(f"\nwrote {out / 'results.md'}, results.json, results.png")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, out / f"{name}.png", info)
+    print(f"\nwrote {out / name}.md, .json and .png")
 
 
 def plot(rows, path, info):
