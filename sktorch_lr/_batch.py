@@ -53,9 +53,9 @@ from ._solver import (
     StepControl,
 )
 
-# The row products x_ij x_il of dense X are kept between measurements up to this
-# many numbers per chunk (one chunk is at most CHUNK_NUMBERS wide anyway).
-PRODUCTS_CACHE_NUMBERS = CHUNK_NUMBERS
+# The row products x_ij x_il of the curvature rows of dense X are kept between
+# measurements up to this many numbers in all (128 MB in float64).
+PRODUCTS_CACHE_NUMBERS = 1 << 24
 
 
 class BatchProblem:
@@ -206,10 +206,14 @@ class BatchProblem:
         b = len(idx)
         upper_rows, upper_cols = torch.triu_indices(m, m, device=coef.device)
         n_upper = len(upper_rows)
-        width = b * K * (K if kind == "dense" else 1)
-        step = max(1, CHUNK_NUMBERS // max(width + n_upper + b * K, 1))
+        # Chunks of rows sized for the whole batch, so that they are the same at every
+        # measurement (the cached row products are per chunk).
+        B = self.n_problems
+        width = B * K * (K if kind == "dense" else 1)
+        step = max(1, CHUNK_NUMBERS // max(width + n_upper + B * K, 1))
         total = None
-        cache = self._products if rows is None and X.layout != torch.sparse_coo else None
+        # The rows are the same at every measurement (evenly strided, no randomness).
+        cache = self._products if X.layout != torch.sparse_coo else None
         for start in range(0, X.shape[0], step):
             if X.layout == torch.sparse_coo:
                 chunk = torch.arange(start, min(start + step, X.shape[0]), device=X.device)
@@ -236,7 +240,8 @@ class BatchProblem:
             if products is None:
                 Xa = Xc if intercept is None else torch.cat([Xc, Xc.new_ones(rows_here, 1)], 1)
                 products = Xa[:, upper_rows] * Xa[:, upper_cols]
-                if cache is not None and products.numel() <= PRODUCTS_CACHE_NUMBERS:
+                cached = sum(p.numel() for p in cache.values()) if cache is not None else 0
+                if cache is not None and cached + products.numel() <= PRODUCTS_CACHE_NUMBERS:
                     cache[(start, rows_here, m)] = products
             part = A.T @ products
             total = part if total is None else total + part
