@@ -25,7 +25,6 @@ extensions = [
 autosummary_generate = True
 autodoc_default_options = {
     "members": True,
-    "inherited-members": False,
     # scikit-learn's generated metadata-routing setters cite its own glossary.
     "exclude-members": "set_fit_request,set_partial_fit_request,set_score_request",
 }

@@ -34,6 +34,10 @@ PROJECTS = {
                 "py:class",
                 "modules/generated/sklearn.exceptions.ConvergenceWarning.html",
             ),
+            "sklearn.model_selection.StratifiedKFold": (
+                "py:class",
+                "modules/generated/sklearn.model_selection.StratifiedKFold.html",
+            ),
             "sklearn.model_selection.GridSearchCV": (
                 "py:class",
                 "modules/generated/sklearn.model_selection.GridSearchCV.html",
