@@ -487,8 +487,11 @@ class GradientInspector:
         - ``"auto"``: ``"nonrobust"`` without a penalty, ``"sandwich"`` with one;
         - ``"bootstrap"``: the covariance of the parameters refitted on
           ``n_resamples`` resamples of the rows (drawn as counts used as sample
-          weights, warm-started from the fit). The only valid kind for an L1
-          penalty.
+          weights). Without an L1 part the resamples are one batch
+          (:class:`~sktorch_lr.TorchLogisticRegressionCV`'s solver: one matrix
+          product per epoch for all of them); with one, they are refitted one
+          after another, warm-started from the fit. The only valid kind for an
+          L1 penalty.
 
         Returns
         -------
@@ -658,8 +661,56 @@ class GradientInspector:
         base = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
         counts = _inference.multinomial_bootstrap_counts(n, n_resamples, random_state)
         tol = min(self.estimator.tol, 1e-6)
-        params = np.asarray([self._refit(X, y, base * c, tol) for c in counts])
+        params = self._refit_batch(X, y, base * counts, tol)
+        if params is None:  # an L1 part, or too wide a model: one warm-started refit each
+            params = np.asarray([self._refit(X, y, base * c, tol) for c in counts])
         return np.atleast_2d(np.cov(params.T))
+
+    def _refit_batch(self, X, y, sample_weights, tol):
+        """Fits with each row of ``sample_weights``, as one batch (:mod:`sktorch_lr._batch`).
+
+        The resamples share ``X``: one epoch of all of them is one matrix
+        product. None where the batch does not apply (an L1 part, or a model
+        too wide for a factorised metric).
+        """
+        from ._base import _effective_weights, _encode
+        from ._batch import BatchProblem, batch_measure_ratio, solve_batch
+        from ._curvature import choose_preconditioner
+        from ._data import as_tensor, vector_to_tensor
+        from ._objective import penalty_strengths
+
+        est = self.estimator
+        if self._penalty.l1:
+            return None
+        K, d = self._n_outputs, self._n_features
+        kind = choose_preconditioner(d, K, l1=False)
+        if kind == "diagonal":
+            return None
+        Xv, yv, _ = est._validate_fit_input(X, y, None, reset=False)
+        classes = est.classes_
+        y_enc = _encode(yv, classes)
+        weights = np.stack(
+            [_effective_weights(est.class_weight, classes, y_enc, yv, w) for w in sample_weights]
+        )
+        C, l1_ratio = est._fitted_penalty()
+        l2 = [penalty_strengths(C, l1_ratio, w.sum()).l2 for w in weights]
+        cpu = torch.device("cpu")
+        problem = BatchProblem(
+            as_tensor(Xv, cpu, torch.float64),
+            vector_to_tensor(y_enc, cpu, torch.float64 if K == 1 else torch.int64),
+            torch.as_tensor(weights),
+            torch.as_tensor(l2, dtype=torch.float64),
+            n_outputs=K,
+            fit_intercept=self._fit_intercept,
+        )
+        ratio = batch_measure_ratio(kind, Xv.shape[0], d, d, K, len(weights))
+        result = solve_batch(
+            problem, kind=kind, max_iter=est.max_iter, tol=tol, measure_ratio=ratio
+        )
+        theta = result.coef.reshape(len(weights), -1)
+        if result.intercept is not None:
+            theta = torch.cat([theta, result.intercept.reshape(len(weights), -1)], 1)
+        return np.stack([self._report(t.to(torch.float64)).numpy() for t in theta])
 
     def _warn_separation(self):
         import warnings

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.preprocessing import StandardScaler
 
 from sktorch_lr import TorchLogisticRegression
@@ -218,3 +218,18 @@ def test_separation_warns_and_a_singular_hessian_raises():
     est = TorchLogisticRegression(C=np.inf).fit(Xc, yn)
     with pytest.raises(ValueError, match="singular"):
         GradientInspector(est, Xc, yn).covariance()
+
+
+@pytest.mark.parametrize("multinomial", [False, True])
+def test_bootstrap_batch_equals_one_refit_per_resample(multinomial, monkeypatch):
+    if multinomial:
+        X, y = load_iris(return_X_y=True)
+    else:
+        X, y, _ = _binary()
+    est = TorchLogisticRegression(C=1.0, class_weight="balanced").fit(X, y)
+    sw = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
+    ins = GradientInspector(est, X, y, sample_weight=sw)
+    batched = ins.covariance("bootstrap", n_resamples=40, random_state=3)
+    monkeypatch.setattr(ins, "_refit_batch", lambda *args: None)
+    looped = ins.covariance("bootstrap", n_resamples=40, random_state=3)
+    np.testing.assert_allclose(batched, looped, rtol=1e-4, atol=1e-6 * np.abs(looped).max())
