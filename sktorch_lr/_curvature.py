@@ -123,7 +123,15 @@ def linear_model_hessian(X, A, l2, fit_intercept):
         ones = torch.ones(n, 1, dtype=X.dtype, device=X.device)
         Xa = torch.cat([X, ones], 1) if fit_intercept else X
         m = Xa.shape[1]
-        H = torch.einsum("ikl,ij,im->kjlm", A, Xa, Xa).reshape(K * m, K * m)
+        # sum_i A_i[k, l] xa_ij xa_iq as one matrix product of the curvatures with the
+        # rows' outer products, in row chunks of at most CHUNK_NUMBERS products.
+        H = X.new_zeros(K * K, m * m)
+        step = max(1, CHUNK_NUMBERS // (m * m))
+        for start in range(0, n, step):
+            rows = Xa[start : start + step]
+            outer = (rows[:, :, None] * rows[:, None, :]).reshape(-1, m * m)
+            H += A[start : start + step].reshape(-1, K * K).T @ outer
+        H = H.reshape(K, K, m, m).permute(0, 2, 1, 3).reshape(K * m, K * m)
         idx = torch.arange(K * m, device=X.device).reshape(K, m)
         order = idx[:, :d].reshape(-1)
         if fit_intercept:
