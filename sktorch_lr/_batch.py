@@ -407,7 +407,6 @@ def solve_batch(
     max_iter,
     tol,
     measure_ratio,
-    nesterov=False,
     on_epoch=None,
     verbose=0,
 ):
@@ -475,13 +474,11 @@ def solve_batch(
         """The step rule (heavy ball) of problems ``idx``: fresh metrics, or new low ends."""
         if new_low is None:
             low[idx], high[idx] = low_value, high_value
-            adopt(
-                idx, *step_rule(low_value, high_value, "auto", nesterov=nesterov, stochastic=False)
-            )
+            adopt(idx, *step_rule(low_value, high_value, "auto", nesterov=False, stochastic=False))
             return
         for j, h in zip(idx.tolist(), new_low[idx].tolist(), strict=True):
             low[j] = h
-            rule = step_rule(h, float(high[j]), "auto", nesterov=nesterov, stochastic=False)
+            rule = step_rule(h, float(high[j]), "auto", nesterov=False, stochastic=False)
             adopt(idx[idx == j], *rule)
 
     retune(every)
@@ -510,8 +507,7 @@ def solve_batch(
         lr_a = lr[idx].to(dtype)[:, None, None]
         m_a = momentum[idx].to(dtype)[:, None, None]
         buf = m_a * buffers[idx] + direction
-        steps = direction + m_a * buf if nesterov else buf
-        trial = theta[idx] - lr_a * steps
+        trial = theta[idx] - lr_a * buf
         f_new, grad_new = evaluate(idx, trial)
         f_old = f[idx]
         noise = NOISE_ULPS * eps * f_old.abs().clamp_min(1e-30)

@@ -41,3 +41,15 @@ def test_gpu_fit_pickles_to_cpu(breast_cancer):
     assert all(b.device.type == "cpu" for b in restored._solver_state.buffers)
     np.testing.assert_allclose(restored.predict_proba(X), est.predict_proba(X), atol=1e-12)
     assert est.module_.linear.weight.device.type == "cuda"  # the original stays on the GPU
+
+
+def test_cross_validation_batch_on_cuda(breast_cancer, iris):
+    from sktorch_lr import TorchLogisticRegressionCV
+
+    for X, y in (breast_cancer, iris):
+        gpu = TorchLogisticRegressionCV(Cs=5, device="cuda", tol=1e-8).fit(X, y)
+        cpu = TorchLogisticRegressionCV(Cs=5, tol=1e-8).fit(X, y)
+        assert gpu.C_ == cpu.C_
+        assert gpu.module_.linear.weight.device.type == "cuda"
+        scale = np.maximum(1.0, np.abs(cpu.coefs_paths_))
+        assert np.max(np.abs(gpu.coefs_paths_ - cpu.coefs_paths_) / scale) < 1e-5
