@@ -308,17 +308,27 @@ MAX_AUTOGRAD_LOGIT_CLASSES = 16
 DAMPING = 1e-10
 
 
-def logit_curvature_diagonal(logits, y, sample_weight, normalizer):
+def logit_curvature_diagonal(logits, y, sample_weight, normalizer, by_autograd=None):
     """``a[i, k] = d^2 (s_i loss_i / normalizer) / dz_ik^2``, shape ``(n, K)``.
 
     The diagonal of each sample's logit Hessian. By autograd (one double
     backward per class) up to :data:`MAX_AUTOGRAD_LOGIT_CLASSES` classes, else
-    by its closed form ``s_i p_ik (1 - p_ik) / normalizer``.
+    by its closed form ``s_i p_ik (1 - p_ik) / normalizer``; ``by_autograd``
+    forces one or the other (the tests check that they agree).
     """
     K = logits.shape[1]
-    if K <= MAX_AUTOGRAD_LOGIT_CLASSES:
-        A, _ = logit_curvature(logits, y, sample_weight, normalizer)
-        return torch.diagonal(A, dim1=1, dim2=2)
+    if by_autograd is None:
+        by_autograd = K <= MAX_AUTOGRAD_LOGIT_CLASSES
+    if by_autograd:
+        # logit_curvature's double backward per class, keeping each row's diagonal
+        # entry only (the (n, K, K) stack of the full rows is not needed here).
+        z = logits.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(data_term(z, y, sample_weight, normalizer), z, create_graph=True)
+        columns = []
+        for k in range(K):
+            (row,) = torch.autograd.grad(g[:, k].sum(), z, retain_graph=k < K - 1)
+            columns.append(row[:, k])
+        return torch.stack(columns, 1)
     p = torch.softmax(logits, dim=1)
     a = p * (1.0 - p)
     scale = 1.0 / normalizer if sample_weight is None else (sample_weight / normalizer)[:, None]

@@ -17,7 +17,7 @@ from sktorch_lr._curvature import (
     nesterov_rule,
     smooth_objective_of_theta,
 )
-from sktorch_lr._objective import penalty_strengths
+from sktorch_lr._objective import Penalty, objective, penalty_strengths
 
 
 def _binary_problem(n=80, d=4, seed=0):
@@ -152,3 +152,58 @@ def test_measured_preconditioner_is_the_centred_autograd_hessian(kind):
         else:
             diag = torch.cat([P.diagonals[0][k], P.diagonals[1][k : k + 1]])
             assert (diag - block.diagonal()).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("K", [1, 3, 20])
+def test_logit_curvature_diagonal_autograd_is_the_closed_form(K):
+    from sktorch_lr._curvature import logit_curvature_diagonal
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(50, K, generator=gen, dtype=torch.float64)
+    sw = torch.rand(50, generator=gen, dtype=torch.float64)
+    if K == 1:
+        y = (torch.rand(50, generator=gen) > 0.5).double()
+        closed = (torch.sigmoid(z) * torch.sigmoid(-z)) * (sw / 7.0)[:, None]
+    else:
+        y = torch.randint(0, K, (50,), generator=gen)
+        closed = logit_curvature_diagonal(z, y, sw, 7.0, by_autograd=False)
+    auto = logit_curvature_diagonal(z, y, sw, 7.0, by_autograd=True)
+    torch.testing.assert_close(auto, closed, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind, K", [("dense", 1), ("dense", 3), ("block", 4)])
+def test_batch_curvature_is_each_problems_hessian(kind, K):
+    """BatchProblem.measure against the autograd Hessian of each problem, centred."""
+    from sktorch_lr._batch import BatchProblem
+    from sktorch_lr._curvature import autograd_hessian
+
+    rng = np.random.default_rng(0)
+    n, d, B = 60, 3, 3
+    X = torch.as_tensor(rng.normal(size=(n, d)) * [1.0, 10.0, 0.1] + [5.0, -2.0, 0.0])
+    y = torch.as_tensor(rng.integers(0, max(K, 2), n))
+    y = y.double() if K == 1 else y
+    weights = torch.as_tensor(rng.integers(0, 3, size=(B, n)).astype(float))
+    l2 = torch.tensor([0.0, 0.01, 1.0], dtype=torch.float64)
+    problem = BatchProblem(X, y, weights, l2, n_outputs=K, fit_intercept=True)
+    coef = torch.as_tensor(rng.normal(size=(B, K, d)) * 0.1)
+    intercept = torch.as_tensor(rng.normal(size=(B, K)))
+    H = problem.measure(coef, intercept, torch.arange(B), kind)
+    m = d + 1
+    for p in range(B):
+        mean = problem.mean[p]
+        S = float(weights[p].sum())
+
+        def f(theta, p=p, mean=mean, S=S):
+            t = theta.reshape(K, m)
+            W, c = t[:, :d], t[:, d]
+            penalty = Penalty(float(l2[p]), 0.0)  # l2 = 1 / (C S), as the batch holds it
+            return objective(W, c - W @ mean, X, y, weights[p], penalty, normalizer=S)
+
+        theta = torch.cat([coef[p], intercept[p][:, None]], 1).reshape(-1)
+        full = autograd_hessian(f, theta)
+        if kind == "dense":
+            torch.testing.assert_close(H[p, 0], full, rtol=1e-9, atol=1e-12)
+        else:
+            for k in range(K):
+                block = full[k * m : (k + 1) * m, k * m : (k + 1) * m]
+                torch.testing.assert_close(H[p, k], block, rtol=1e-9, atol=1e-12)
