@@ -628,15 +628,11 @@ STOCHASTIC_MOMENTUM = 0.9
 BLOCK_LOW = 0.5
 
 
-def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured, n_problems=1):
-    """Cost of one curvature measurement, in epochs (forward + backward over all rows).
-
-    ``n_problems`` problems of this shape measured and trained together (a
-    batch, :mod:`sktorch_lr._batch`) share the per-call overheads.
-    """
+def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured):
+    """Cost of one curvature measurement, in epochs (forward + backward over all rows)."""
     b = n_features + 1
     K = n_outputs
-    epoch = n_problems * 3.0 * n_rows * nnz_per_row * K / MADDS_PER_UNIT + EPOCH_OVERHEAD
+    epoch = 3.0 * n_rows * nnz_per_row * K / MADDS_PER_UNIT + EPOCH_OVERHEAD
     if kind == "dense":
         P = K * b
         measure = n_measured * P * P + P**3 / 3.0
@@ -647,8 +643,8 @@ def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measu
         # (each Hessian-vector product about two passes over the rows measured).
         passes = 1 + 2 * POWER_ITERATIONS
         measure = passes * 3.0 * n_measured * nnz_per_row * K
-        return (n_problems * measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD) / epoch
-    return (n_problems * measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
+        return (measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD) / epoch
+    return (measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
 
 
 def preconditioned_spectrum(kind, top_eigenvalue=None):
