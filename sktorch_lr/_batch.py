@@ -40,6 +40,7 @@ from ._curvature import (
     EPOCH_OVERHEAD,
     MADDS_PER_UNIT,
     MEASURE_OVERHEAD,
+    _marquardt,
     logit_curvature,
     logit_curvature_diagonal,
     preconditioned_spectrum,
@@ -389,11 +390,7 @@ class _Metric:
         if self.factor is self.base:
             self.factor = self.base.clone()
         self.levenberg[idx] = levenberg
-        H = self.H[idx]
-        H = H + levenberg[:, None, None, None] * torch.diag_embed(
-            torch.diagonal(H, dim1=-2, dim2=-1)
-        )
-        self.factor[idx] = batched_cholesky(H)
+        self.factor[idx] = batched_cholesky(_marquardt(self.H[idx], levenberg[:, None, None, None]))
 
     def solve(self, g, idx, undamped=False):
         """``P^-1 g`` for ``g`` of shape ``(b, K, m)``."""

@@ -395,8 +395,12 @@ class Preconditioner:
 
 
 def _marquardt(H, levenberg):
-    """``H + levenberg * diag(H)`` (over the last two dimensions)."""
-    if not levenberg:
+    """``H + levenberg * diag(H)`` (over the last two dimensions).
+
+    ``levenberg`` is a number, or a tensor that broadcasts against ``H`` (one
+    damping per block of a batch).
+    """
+    if not isinstance(levenberg, torch.Tensor) and not levenberg:
         return H
     return H + levenberg * torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1))
 
