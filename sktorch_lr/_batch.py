@@ -30,9 +30,11 @@ autograd, :func:`~sktorch_lr._curvature.logit_curvature`) times the products
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._base import _work
 from ._curvature import (
     CHUNK_NUMBERS,
     CURVATURE_MAX_ROWS,
@@ -41,12 +43,14 @@ from ._curvature import (
     MADDS_PER_UNIT,
     MEASURE_OVERHEAD,
     _marquardt,
+    choose_preconditioner,
     logit_curvature,
     logit_curvature_diagonal,
     preconditioned_spectrum,
     step_rule,
 )
-from ._objective import linear_logits
+from ._data import as_tensor, vector_to_tensor
+from ._objective import linear_logits, penalty_strengths
 from ._solver import (
     NOISE_ULPS,
     DivergenceError,
@@ -55,6 +59,7 @@ from ._solver import (
     StallStop,
     StepControl,
 )
+from ._threads import threads_for
 
 # The batch's cost model (batch_measure_ratio), in the units of _curvature's:
 # the triangle product of a measurement runs about twice as many multiply-adds
@@ -298,6 +303,81 @@ def _centre_(H, mean):
     column = h - s * m
     H[..., :-1, -1] = column
     H[..., -1, :-1] = column
+
+
+def batch_kind(n_features, n_outputs):
+    """The metric the batch uses for L2 models of this shape, or None.
+
+    As :func:`~sktorch_lr._curvature.choose_preconditioner` picks it for one
+    fit; None where that is the diagonal (blocks wider than its limit), which
+    the batch does not implement: callers fit those problems one at a time.
+    """
+    kind = choose_preconditioner(n_features, n_outputs, l1=False)
+    return None if kind == "diagonal" else kind
+
+
+def solve_weightings(
+    X,
+    y_enc,
+    weights,
+    Cs,
+    *,
+    n_outputs,
+    fit_intercept,
+    device,
+    dtype,
+    max_iter,
+    tol,
+    on_epoch=None,
+    verbose=0,
+):
+    """One L2-penalised fit per row of ``weights``, all trained as one batch.
+
+    The front door of this module for the cross-validation (a fold's training
+    rows per row) and the bootstrap (resample counts per row).
+
+    Parameters
+    ----------
+    X : ndarray, scipy CSR matrix or Tensor of shape (n_samples, n_features)
+        Validated input.
+    y_enc : ndarray of shape (n_samples,)
+        Encoded targets: 0/1 for the binary model, class indices otherwise.
+    weights : ndarray of shape (B, n_samples)
+        ``s_pi``, class weights folded in.
+    Cs : sequence of float of length B
+        Each problem's ``C`` (``np.inf``: no penalty).
+    n_outputs, fit_intercept, device, dtype
+        The model's shape, and where and in which precision it trains.
+    max_iter, tol, on_epoch, verbose
+        As for :func:`solve_batch`.
+
+    Returns
+    -------
+    BatchResult
+    """
+    n_samples, n_features = X.shape
+    kind = batch_kind(n_features, n_outputs)
+    l2 = [penalty_strengths(C, 0.0, w.sum()).l2 for C, w in zip(Cs, weights, strict=True)]
+    problem = BatchProblem(
+        as_tensor(X, device, dtype),
+        vector_to_tensor(y_enc, device, dtype if n_outputs == 1 else torch.int64),
+        vector_to_tensor(np.asarray(weights), device, dtype),
+        torch.as_tensor(l2, dtype=torch.float64, device=device),
+        n_outputs=n_outputs,
+        fit_intercept=fit_intercept,
+    )
+    nnz_per_row = X.nnz / max(n_samples, 1) if hasattr(X, "nnz") else n_features
+    ratio = batch_measure_ratio(kind, n_samples, nnz_per_row, n_features, n_outputs, len(weights))
+    with threads_for(_work(X, n_outputs) * len(weights)):
+        return solve_batch(
+            problem,
+            kind=kind,
+            max_iter=max_iter,
+            tol=tol,
+            measure_ratio=ratio,
+            on_epoch=on_epoch,
+            verbose=verbose,
+        )
 
 
 def batch_curvature_rows(n_samples, n_columns):

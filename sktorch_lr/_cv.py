@@ -36,15 +36,12 @@ from ._base import (
     _module_with,
     _two_or_more,
     _unchanged_on_failure,
-    _work,
 )
-from ._batch import BatchProblem, batch_measure_ratio, solve_batch
+from ._batch import batch_kind, solve_weightings
 from ._callbacks import fit_callbacks
-from ._curvature import choose_preconditioner
-from ._data import as_tensor, is_tensor, resolve_device, torch_dtype, vector_to_tensor
+from ._data import as_tensor, is_tensor, resolve_device, torch_dtype
 from ._estimator import TorchLogisticRegression
-from ._objective import linear_logits, penalty_strengths
-from ._threads import threads_for
+from ._objective import linear_logits
 
 
 class TorchLogisticRegressionCV(TorchLinearClassifier):
@@ -234,8 +231,7 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
         fold_weights = _fold_weights(weights, len(y), folds)
 
         batched = [j for j, r in enumerate(l1_ratios) if not r]
-        kind = choose_preconditioner(n_features, n_outputs, l1=False)
-        if batched and kind == "diagonal":
+        if batch_kind(n_features, n_outputs) is None:
             batched = []  # wide models: one fit at a time (see _fit_one_by_one)
         if batched:
             self._fit_batch(
@@ -245,7 +241,6 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
                 Cs,
                 batched,
                 n_outputs,
-                kind,
                 paths,
                 n_iter,
                 converged,
@@ -292,37 +287,10 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
         return {}, score_params
 
     def _fit_batch(
-        self,
-        X,
-        y_enc,
-        fold_weights,
-        Cs,
-        l1_columns,
-        n_outputs,
-        kind,
-        paths,
-        n_iter,
-        converged,
-        hook_data,
+        self, X, y_enc, fold_weights, Cs, l1_columns, n_outputs, paths, n_iter, converged, hook_data
     ):
         """Train the L2 problems (folds x Cs) as one batch; fill their slots in place."""
-        device = resolve_device(self.device)
-        dtype = X.dtype if is_tensor(X) else torch_dtype(X.dtype)
         n_folds, n_cs = len(fold_weights), len(Cs)
-        Xt = as_tensor(X, device, dtype)
-        yt = vector_to_tensor(y_enc, device, dtype if n_outputs == 1 else torch.int64)
-        W = np.repeat(fold_weights, n_cs, axis=0)  # problem p = fold * n_cs + c
-        l2 = np.array([penalty_strengths(C, 0.0, w.sum()).l2 for w in fold_weights for C in Cs])
-        problem = BatchProblem(
-            Xt,
-            yt,
-            vector_to_tensor(W, device, dtype),
-            torch.as_tensor(l2, device=device),
-            n_outputs=n_outputs,
-            fit_intercept=self.fit_intercept,
-        )
-        nnz_per_row = X.nnz / max(X.shape[0], 1) if hasattr(X, "nnz") else X.shape[1]
-        ratio = batch_measure_ratio(kind, X.shape[0], nnz_per_row, X.shape[1], n_outputs, len(W))
         callbacks = fit_callbacks(self, *hook_data, self.max_iter, None)
         on_epoch = None
         if callbacks is not None:
@@ -334,16 +302,20 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
                 return stop
 
             callbacks.epoch_begin(None)
-        with threads_for(_work(X, n_outputs) * len(W)):
-            result = solve_batch(
-                problem,
-                kind=kind,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                measure_ratio=ratio,
-                on_epoch=on_epoch,
-                verbose=self.verbose,
-            )
+        result = solve_weightings(
+            X,
+            y_enc,
+            np.repeat(fold_weights, n_cs, axis=0),  # problem p = fold * n_cs + c
+            np.tile(Cs, n_folds),
+            n_outputs=n_outputs,
+            fit_intercept=self.fit_intercept,
+            device=resolve_device(self.device),
+            dtype=X.dtype if is_tensor(X) else torch_dtype(X.dtype),
+            max_iter=self.max_iter,
+            tol=self.tol,
+            on_epoch=on_epoch,
+            verbose=self.verbose,
+        )
         if callbacks is not None:
             callbacks.fit_end()
         coef = result.coef.detach().cpu().double().numpy().reshape(n_folds, n_cs, n_outputs, -1)

@@ -674,17 +674,11 @@ class GradientInspector:
         too wide for a factorised metric).
         """
         from ._base import _effective_weights, _encode
-        from ._batch import BatchProblem, batch_measure_ratio, solve_batch
-        from ._curvature import choose_preconditioner
-        from ._data import as_tensor, vector_to_tensor
-        from ._objective import penalty_strengths
+        from ._batch import batch_kind, solve_weightings
 
         est = self.estimator
-        if self._penalty.l1:
-            return None
         K, d = self._n_outputs, self._n_features
-        kind = choose_preconditioner(d, K, l1=False)
-        if kind == "diagonal":
+        if self._penalty.l1 or batch_kind(d, K) is None:
             return None
         Xv, yv, _ = est._validate_fit_input(X, y, None, reset=False)
         classes = est.classes_
@@ -692,20 +686,18 @@ class GradientInspector:
         weights = np.stack(
             [_effective_weights(est.class_weight, classes, y_enc, yv, w) for w in sample_weights]
         )
-        C, l1_ratio = est._fitted_penalty()
-        l2 = [penalty_strengths(C, l1_ratio, w.sum()).l2 for w in weights]
-        cpu = torch.device("cpu")
-        problem = BatchProblem(
-            as_tensor(Xv, cpu, torch.float64),
-            vector_to_tensor(y_enc, cpu, torch.float64 if K == 1 else torch.int64),
-            torch.as_tensor(weights),
-            torch.as_tensor(l2, dtype=torch.float64),
+        C, _ = est._fitted_penalty()
+        result = solve_weightings(
+            Xv,
+            y_enc,
+            weights,
+            [C] * len(weights),
             n_outputs=K,
             fit_intercept=self._fit_intercept,
-        )
-        ratio = batch_measure_ratio(kind, Xv.shape[0], d, d, K, len(weights))
-        result = solve_batch(
-            problem, kind=kind, max_iter=est.max_iter, tol=tol, measure_ratio=ratio
+            device=torch.device("cpu"),
+            dtype=torch.float64,
+            max_iter=est.max_iter,
+            tol=tol,
         )
         theta = result.coef.reshape(len(weights), -1)
         if result.intercept is not None:
