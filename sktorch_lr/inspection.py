@@ -90,7 +90,8 @@ class GradientInspector:
         check_is_fitted(estimator)
         self.estimator = estimator
         self._inputs = (X, y, sample_weight)
-        self._pieces = None
+        self._logit_cache = None
+        self._hessian_cache = None
         data, penalty = estimator._training_problem(
             X, y, sample_weight, dtype=torch.float64, device=torch.device("cpu")
         )
@@ -385,42 +386,54 @@ class GradientInspector:
 
     # ------------------------------------------------ statistical inference
 
-    def _inference_pieces(self):
-        """``H`` and the per-sample gradients on the scale of ``F = S * J``, both checked.
+    def _logit_pieces(self):
+        """Each sample's logit derivatives by autograd, checked against their closed forms.
 
-        Returns ``(H, G, s, A)``: the Hessian of the smooth penalised objective
-        times ``S`` (autograd, checked against the closed form), the per-sample
-        gradients of the unweighted losses (``torch.func`` against the closed
-        form), the sample weights ``s_i`` and the weighted logit curvatures
-        ``A_i`` of shape ``(n, K, K)``.
+        Returns ``(A, g, max_logit)``: ``A_i = d^2 loss_i / dz_i^2`` of shape
+        ``(n, K, K)`` and ``g_i = d loss_i / dz_i`` of shape ``(n, K)``, of the
+        unweighted losses, by autograd on the logits (one double backward per
+        class: the route training's curvature takes), each checked against
+        ``diag(p) - p p^T`` and ``p - y``; and the largest ``|z_i|``. Every
+        matrix of the inference is one of these chained through ``nn.Linear``
+        (:func:`~sktorch_lr._curvature.linear_model_hessian`,
+        :meth:`_chain_through_linear`), whose agreement with the full autograd
+        Hessian the tests check; computed once per inspector.
         """
-        if getattr(self, "_pieces", None) is not None:
-            return self._pieces
-        # Autograd on the logits (one double backward per class), chained through
-        # nn.Linear: the route training's curvature takes, a few matrix products
-        # even for 200,000 x 50 (the full autograd Hessian, checked against the
-        # same closed form in the tests, costs one backward per parameter).
-        coef, intercept = self._split(self._theta)
-        logits = linear_logits(self._X, coef, intercept).detach()
-        A_auto, g_logits = logit_curvature(logits, self._y, None, 1.0)
-        H_auto = linear_model_hessian(
-            self._X, A_auto * self._weights()[:, None, None], self._penalty.l2, self._fit_intercept
-        )
-        H_closed = self._closed_form_hessian()
-        _check_agreement(H_auto, H_closed, "Hessian")
-        G_auto = self._chain_through_linear(g_logits)
-        G_closed = torch.as_tensor(self.per_sample_gradients("analytic"))
-        _check_agreement(G_auto, G_closed, "per-sample gradients")
-        n = len(self._X)
-        s = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
-        p, _ = self._probabilities_and_residuals()
-        if self._n_outputs == 1:
-            A = (p * (1 - p))[:, :, None]
-        else:
-            A = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-        A = A * s[:, None, None]
-        self._pieces = (H_auto * self._S, G_auto, s, A.detach())
-        return self._pieces
+        if self._logit_cache is None:
+            coef, intercept = self._split(self._theta)
+            with torch.no_grad():
+                logits = linear_logits(self._X, coef, intercept)
+            A, g = logit_curvature(logits, self._y, None, 1.0)
+            if self._n_outputs == 1:
+                p = torch.sigmoid(logits)
+                A_closed = (p * (1 - p))[:, :, None]
+                r = p - self._y[:, None]
+            else:
+                p = torch.softmax(logits, dim=1)
+                A_closed = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+                r = p - torch.nn.functional.one_hot(self._y, self._n_outputs).to(p.dtype)
+            _check_agreement(A, A_closed, "logits' Hessian")
+            _check_agreement(g, r, "per-sample gradient")
+            self._logit_cache = (A.detach(), g.detach(), float(logits.abs().max()))
+        return self._logit_cache
+
+    def _hessian_pieces(self):
+        """``(H, s, A)``: the Hessian of the smooth penalised ``F = S * J``, the
+        sample weights ``s_i`` and the weighted logit curvatures ``s_i A_i``."""
+        if self._hessian_cache is None:
+            A, _, _ = self._logit_pieces()
+            n = len(self._X)
+            s = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
+            A = A * s[:, None, None]
+            H = linear_model_hessian(
+                self._X, A, self._penalty.l2 * self._S, self._fit_intercept
+            )
+            self._hessian_cache = (H, s, A)
+        return self._hessian_cache
+
+    def _sample_gradients(self):
+        """The per-sample gradients of the unweighted losses, ``(n, n_params)``."""
+        return self._chain_through_linear(self._logit_pieces()[1])
 
     def _chain_through_linear(self, g_logits):
         """Per-sample parameter gradients from per-sample logit gradients ``(n, K)``."""
@@ -506,12 +519,13 @@ class GradientInspector:
         kind = self._kind(kind)
         if kind == "bootstrap":
             return self._bootstrap(n_resamples, random_state)
-        H, G, s, A = self._inference_pieces()
+        H, s, A = self._hessian_pieces()
         self._warn_separation()
         H_inv = _inference.pseudo_inverse(H, self._null_dims())
         if kind in ("nonrobust", "laplace"):
             cov = H_inv
         else:
+            G = self._sample_gradients()
             n = len(G)
             p = H.shape[0] - self._null_dims()
             factor, correction = _inference.hc_correction(
@@ -580,7 +594,8 @@ class GradientInspector:
         """
         if self._penalty.l1:
             self._kind("nonrobust")  # the L1 error
-        H, G, s, A = self._inference_pieces()
+        H, s, A = self._hessian_pieces()
+        G = self._sample_gradients()
         H_inv = _inference.pseudo_inverse(H, self._null_dims())
         h = self._leverage(H_inv, A)
         dfbeta = -(G * (s / (1.0 - h))[:, None]) @ H_inv
@@ -603,7 +618,8 @@ class GradientInspector:
         -------
         influence : ndarray of shape (n_train, n_test)
         """
-        H, G, s, _ = self._inference_pieces()
+        H, s, _ = self._hessian_pieces()
+        G = self._sample_gradients()
         H_inv = _inference.pseudo_inverse(H, self._null_dims())
         test = GradientInspector(
             self.estimator,
@@ -707,11 +723,10 @@ class GradientInspector:
     def _warn_separation(self):
         import warnings
 
-        coef, intercept = self._split(self._theta)
-        z = linear_logits(self._X, coef, intercept)
-        if not self._penalty.l2 and float(z.abs().max()) > _inference.SEPARATION_LOGIT:
+        max_logit = self._logit_pieces()[2]
+        if not self._penalty.l2 and max_logit > _inference.SEPARATION_LOGIT:
             warnings.warn(
-                f"Some fitted logits reach {float(z.abs().max()):.3g}: the classes are (nearly) "
+                f"Some fitted logits reach {max_logit:.3g}: the classes are (nearly) "
                 "separated, the unpenalised coefficients run off towards infinity and their "
                 "standard errors are not meaningful. Fit with a penalty (a finite C).",
                 UserWarning,
