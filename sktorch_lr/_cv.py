@@ -373,7 +373,12 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
         return scores
 
     def _fold_scorer(self, classes):
-        """The scorer, told all the classes (a held-out fold may lack some), as sklearn does."""
+        """The scorer, told all the classes (a held-out fold may lack some), as sklearn does.
+
+        The scorer's own keyword arguments win over the ones added here: scikit-learn
+        1.9's ``LogisticRegressionCV`` passes ``pos_label`` twice for binary targets
+        and a scorer that sets it (``"f1_macro"``) and raises a ``TypeError``.
+        """
         if self.scoring is None:
             scorer = get_scorer("accuracy")
         else:
@@ -386,13 +391,12 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
         pos_label = {}
         if len(classes) == 2 and "pos_label" in sig:
             pos_label["pos_label"] = classes[-1]
+        kwargs = {"labels": classes, **pos_label, **getattr(scorer, "_kwargs", {})}
         return make_scorer(
             scorer._score_func,
             greater_is_better=scorer._sign == 1,
             response_method=scorer._response_method,
-            labels=classes,
-            **pos_label,
-            **getattr(scorer, "_kwargs", {}),
+            **kwargs,
         )
 
     def _model_at(self, classes, packed, C, l1_ratio):

@@ -168,6 +168,27 @@ def test_any_splitter_and_scorer(iris):
     assert callable_scorer.C_ == callable_scorer.Cs_[0]  # the strongest penalty wins
 
 
+@pytest.mark.parametrize("scoring", ["f1_macro", "f1", "precision_weighted"])
+def test_label_scorers_on_binary_targets(breast_cancer, scoring):
+    # scikit-learn 1.9's LogisticRegressionCV raises a TypeError for "f1_macro" on
+    # binary targets (pos_label passed twice); here each fold's score is the
+    # scorer's own value for the model of that fold and C.
+    # String labels: the positive class is the last one, "yes", as LogisticRegressionCV
+    # tells the scorer (a plain "f1" scorer would look for the label 1).
+    from sklearn.metrics import f1_score, get_scorer
+
+    X, y = breast_cancer
+    labels = np.where(y == 1, "yes", "no")
+    ours = TorchLogisticRegressionCV(Cs=3, cv=3, scoring=scoring).fit(X, labels)
+    scorer = make_scorer(f1_score, pos_label="yes") if scoring == "f1" else get_scorer(scoring)
+    folds = list(StratifiedKFold(3).split(X, labels))
+    for f, (train, test) in enumerate(folds):
+        for c, C in enumerate(ours.Cs_):
+            est = TorchLogisticRegression(C=C, tol=1e-8).fit(X[train], labels[train])
+            expected = scorer(est, X[test], labels[test])
+            assert ours.scores_[f, 0, c] == pytest.approx(expected, abs=1e-12)
+
+
 def test_refit_false_averages_the_folds_best(breast_cancer):
     X, y = breast_cancer
     ours = TorchLogisticRegressionCV(refit=False, **TIGHT).fit(X, y)
