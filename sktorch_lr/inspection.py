@@ -425,9 +425,7 @@ class GradientInspector:
             n = len(self._X)
             s = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
             A = A * s[:, None, None]
-            H = linear_model_hessian(
-                self._X, A, self._penalty.l2 * self._S, self._fit_intercept
-            )
+            H = linear_model_hessian(self._X, A, self._penalty.l2 * self._S, self._fit_intercept)
             self._hessian_cache = (H, s, A)
         return self._hessian_cache
 
