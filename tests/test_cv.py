@@ -168,6 +168,45 @@ def test_any_splitter_and_scorer(iris):
     assert callable_scorer.C_ == callable_scorer.Cs_[0]  # the strongest penalty wins
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_random_problems_match_logistic_regression_cv(seed):
+    # Drawn problems: 2-4 classes, raw scales and offsets, sample and class weights,
+    # with or without an intercept, several scorers and splitters, dense, sparse and
+    # tensor input; LogisticRegressionCV with a tight newton-cholesky as the reference.
+    from sklearn.model_selection import ShuffleSplit
+
+    r = np.random.RandomState(seed)
+    n, d, K = int(r.choice([80, 200, 500])), int(r.choice([3, 8, 20])), int(r.choice([2, 3, 4]))
+    X, y = make_classification(
+        n, d, n_informative=min(d, 3), n_redundant=0, n_classes=K, n_clusters_per_class=1,
+        class_sep=float(r.choice([0.5, 1.0, 2.0])), random_state=seed,
+    )  # fmt: skip
+    X = X * r.choice([1.0, 100.0]) + r.choice([0.0, 50.0])
+    sample_weight = r.uniform(0.2, 3.0, n) if r.rand() < 0.5 else None
+    scorers = [None, "neg_log_loss"] + (["f1_macro"] if K > 2 else [])
+    kwargs = dict(
+        Cs=int(r.choice([4, 10])),
+        cv=[3, KFold(4, shuffle=True, random_state=seed), ShuffleSplit(3, random_state=seed)][
+            seed % 3
+        ],
+        scoring=scorers[seed % len(scorers)],
+        class_weight=[None, "balanced"][r.randint(2)],
+        fit_intercept=bool(r.rand() < 0.75),
+    )
+    container = ["dense", "sparse", "tensor"][(seed // 3) % 3]
+    X_in = {"dense": X, "sparse": sp.csr_matrix(X), "tensor": torch.as_tensor(X)}[container]
+    ours = TorchLogisticRegressionCV(**TIGHT, **kwargs).fit(X_in, y, sample_weight=sample_weight)
+    ref = _sklearn_cv(X, y, sample_weight=sample_weight, **kwargs)
+    np.testing.assert_allclose(ours.scores_, ref.scores_, rtol=1e-4, atol=1e-4)
+    mean = ref.scores_.mean(0).ravel()
+    if ours.C_ != ref.C_:  # only between scores that tie
+        assert np.sort(mean)[-1] - mean[np.argmax(ours.Cs_ == ours.C_)] < 1e-9
+    np.testing.assert_allclose(
+        ours.coef_, ref.coef_, rtol=1e-3, atol=1e-3 * np.abs(ref.coef_).max()
+    )
+
+
 @pytest.mark.parametrize("scoring", ["f1_macro", "f1", "precision_weighted"])
 def test_label_scorers_on_binary_targets(breast_cancer, scoring):
     # scikit-learn 1.9's LogisticRegressionCV raises a TypeError for "f1_macro" on
