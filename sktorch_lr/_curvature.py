@@ -103,6 +103,34 @@ def logit_curvature(logits, y, sample_weight, normalizer):
     return torch.stack(rows, dim=1), g.detach()
 
 
+def logit_curvature_along(logits, y, sample_weight, normalizer, z):
+    """``sum_i z_i^T A_i z_i``: the data term's second derivative along logit changes ``z``.
+
+    ``A_i`` is sample ``i``'s logit Hessian (:func:`logit_curvature`), in its
+    closed form: ``s_i p_i (1 - p_i) / normalizer`` for the sigmoid,
+    ``s_i (diag(p_i) - p_i p_i^T) / normalizer`` for the softmax, so that
+    ``z_i^T A_i z_i`` is ``s_i Var_{p_i}(z_i) / normalizer``. With ``z = X v``
+    for a direction ``v`` of the parameters, this plus the penalty's
+    ``l2 ||v_W||^2`` is ``v^T H v``: the curvature of the objective along
+    ``v``, in one matrix product (the tests check it against autograd's
+    Hessian-vector product). ``y`` is unused: the logistic losses' curvature
+    does not depend on the labels.
+    """
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits[:, 0].to(torch.float64))
+        per_sample = p * (1.0 - p) * z[:, 0].to(torch.float64).square()
+    else:
+        # Classes along the first dimension: torch's softmax over a short last
+        # dimension is several times slower than over the first.
+        zt = z.T.to(torch.float64).contiguous()
+        p = torch.softmax(logits.T.to(torch.float64).contiguous(), dim=0)
+        pz = p * zt
+        per_sample = (pz * zt).sum(0) - pz.sum(0).square()
+    if sample_weight is not None:
+        per_sample = per_sample * sample_weight.to(torch.float64)
+    return per_sample.sum() / normalizer
+
+
 def linear_model_hessian(X, A, l2, fit_intercept):
     """``sum_i A_i (x) [x_i, 1][x_i, 1]^T`` plus ``l2`` on the coefficients.
 

@@ -21,6 +21,10 @@ has curvature close to 1 in every direction, whatever the features' scales or
   restart), shorten the step, let it grow back;
 - :class:`RemeasureSchedule`: when to measure the curvature again, within a
   budget of the fit's time;
+- :class:`SpectrumEstimate`: learn how flat ``P^-1 H`` is from the observed
+  convergence (heavy ball's momentum);
+- :class:`ConjugateStep`: on the per-class block metric, each epoch's momentum
+  and ``lr`` from nonlinear conjugate gradients instead;
 - :class:`StallStop`: stop when no step makes progress in the working precision;
 - :class:`BatchGrowth`: mini-batches double when the objective stalls.
 
@@ -34,8 +38,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._curvature import measure_preconditioner
-from ._objective import objective, optimality_gradient, penalty_term, soft_threshold_
+from ._curvature import logit_curvature_along, measure_preconditioner
+from ._objective import (
+    data_term,
+    linear_logits,
+    objective,
+    optimality_gradient,
+    penalty_term,
+    soft_threshold_,
+)
 
 # Full-data evaluations of dense X go through in blocks of this many rows.
 EVAL_CHUNK_ROWS = 32_768
@@ -164,11 +175,15 @@ class Problem:
         densified.
     """
 
+    # evaluate() keeps the logits, so curvature_along works (ConjugateStep's need).
+    keeps_logits = True
+
     def __init__(self, data, penalty, *, fit_intercept, centred):
         self.data = data
         self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.mean = data.weighted_mean() if centred and fit_intercept else None
+        self.logits = None  # of the last full evaluation (when keeps_logits)
 
     # --- parametrisation
     def model_intercept(self, coef, intercept):
@@ -197,7 +212,8 @@ class Problem:
         None for all the data. Dense data taller than :data:`EVAL_CHUNK_ROWS`
         go through in row blocks whose gradients autograd accumulates into
         ``.grad``: the same sum, with the per-sample temporaries of one block
-        alive at a time.
+        alive at a time. A full evaluation keeps its logits (``self.logits``)
+        for :meth:`curvature_along`.
         """
         coef = params[0]
         raw = params[1] if self.fit_intercept else None
@@ -208,29 +224,24 @@ class Problem:
         else:
             X, y, sw, normalizer = batch
         n = X.shape[0]
-        if X.layout == torch.sparse_coo or n <= EVAL_CHUNK_ROWS:
-            intercept = self.model_intercept(coef, raw)
-            loss = objective(
-                coef, intercept, X, y, sw, penalty, normalizer=normalizer, include_l1=False
-            )
-            loss.backward()
-        else:
-            loss = 0.0
-            no_penalty = penalty._replace(l2=0.0, l1=0.0)
-            for start in range(0, n, EVAL_CHUNK_ROWS):
-                rows = slice(start, start + EVAL_CHUNK_ROWS)
-                part = objective(
-                    coef,
-                    self.model_intercept(coef, raw),
-                    X[rows],
-                    y[rows],
-                    None if sw is None else sw[rows],
-                    penalty if start == 0 else no_penalty,  # the penalty once
-                    normalizer=normalizer,
-                    include_l1=False,
-                )
-                part.backward()
-                loss = loss + part.detach()
+        self.logits = None
+        logits = []
+        loss = 0.0
+        step = n if X.layout == torch.sparse_coo else EVAL_CHUNK_ROWS
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
+            Xr = X if X.layout == torch.sparse_coo else X[rows]
+            z = linear_logits(Xr, coef, self.model_intercept(coef, raw))
+            part = data_term(z, y[rows], None if sw is None else sw[rows], normalizer)
+            if start == 0:  # the penalty once
+                pen = penalty_term(coef, penalty, include_l1=False)
+                part = part if pen is None else part + pen
+            part.backward()
+            loss = loss + part.detach()
+            logits.append(z.detach())
+        if batch is None:
+            # The logits at these parameters, for curvature_along.
+            self.logits = logits[0] if len(logits) == 1 else torch.cat(logits)
         self.project_([p.grad for p in params])
         if not penalty.l1:
             return loss.detach()
@@ -256,6 +267,24 @@ class Problem:
             if not self.penalty.l2 and not self.penalty.l1:
                 grads[0].sub_(grads[0].mean(0, keepdim=True))
         return grads
+
+    def curvature_along(self, params, direction):
+        """``v^T H v`` for ``v = direction`` at the last full evaluation's parameters.
+
+        The objective's curvature along ``v`` (float64), for
+        :class:`ConjugateStep`'s step length: one product ``X v`` (the logits'
+        change along ``v``, through the centring) and the closed-form logit
+        curvature at the kept logits (:func:`~sktorch_lr._curvature.logit_curvature_along`).
+        """
+        X, y, sw = self.data.full()
+        coef_v = direction[0]
+        intercept_v = self.model_intercept(coef_v, direction[1]) if self.fit_intercept else None
+        with torch.no_grad():
+            z = linear_logits(X, coef_v, intercept_v)
+            value = logit_curvature_along(self.logits, y, sw, self.data.weight_sum, z)
+            if self.penalty.l2:
+                value = value + self.penalty.l2 * coef_v.double().square().sum()
+        return float(value)
 
     def curvature_data(self):
         """The rows the curvature is measured on (``TrainingData`` strides them itself)."""
@@ -456,6 +485,100 @@ class SpectrumEstimate:
         return None
 
 
+class ConjugateStep:
+    """Momentum and step length chosen each epoch: nonlinear conjugate gradients.
+
+    For a metric ``P`` that only bounds the Hessian (the per-class blocks,
+    ``H <= 2P``), heavy ball needs the low end of ``P^-1 H``'s spectrum,
+    which the softmax's nearly shared directions push towards zero as ``C``
+    grows; :class:`SpectrumEstimate` learns it only slowly. Conjugate
+    gradients need no spectrum: each epoch's momentum is Polak-Ribiere's
+    ``beta = g^T (d - d_prev) / (g_prev^T d_prev)`` (``d = P^-1 g``; zero
+    when negative, after a new metric and after a rejected step), and its
+    ``lr`` the Newton step along the momentum buffer ``v = beta * v_prev + d``:
+    ``lr = g^T v / (v^T H v)``, the curvature ``v^T H v`` from one product
+    ``X v`` (:meth:`Problem.curvature_along`). The step itself is still
+    ``torch.optim.SGD``'s, ``v = momentum * v + d; theta -= lr * v``, with
+    these two numbers. On 1,797 x 64 digits (``C`` in ``np.logspace(-4, 4, 10)``)
+    it needs 2 to 3 times fewer epochs than heavy ball with the learned
+    spectrum. A direction that does not descend (``g^T v <= 0``, or no
+    positive curvature along it) falls back to ``beta = 0``.
+    """
+
+    # The metrics it runs on: "dense" is remeasured into Newton's step (or, when
+    # costly, is close enough to H that heavy ball's rule is exact), and the
+    # diagonal's lr comes from power iteration.
+    KINDS = ("block",)
+    # Up to this many classes. With more, each class's probabilities are small,
+    # the coupling -p_k p_l that the blocks leave out is too, and the blocks are
+    # nearly the Hessian, and the product X v and a softmax of every logit more
+    # than double an epoch's cost: 2,000 x 20 with 1,000 classes took 42 epochs
+    # against heavy ball's 59, in 1.3-2.0 s against 0.94 s.
+    MAX_CLASSES = 32
+
+    def __init__(self):
+        self.restart()
+
+    @classmethod
+    def applies(cls, state, kind, n_outputs):
+        """For full-batch ``lr="auto"`` fits, ``momentum="auto"``, a block metric, few classes."""
+        return (
+            state.adaptive
+            and state.low is not None
+            and not state.nesterov
+            and kind in cls.KINDS
+            and n_outputs <= cls.MAX_CLASSES
+        )
+
+    def restart(self):
+        self.previous = None  # (g_prev^T d_prev, d_prev)
+        self.metric = None  # the preconditioner the previous direction came from
+
+    def choose_(self, params, state, problem, direction, halvings):
+        """Set ``state``'s momentum, lr and buffers for the coming SGD step on ``direction``."""
+        if state.preconditioner is not self.metric:
+            self.restart()
+            self.metric = state.preconditioner
+        grads = [p.grad for p in params]
+        beta = self.momentum(grads, direction) if state.buffers else 0.0
+        if not state.buffers:
+            self.momentum(grads, direction)  # remember this direction
+        lr = None
+        if beta > 0:
+            v = [beta * b + d for b, d in zip(state.buffers, direction, strict=True)]
+            lr = self.lr(_dot(grads, v), problem.curvature_along(params, v))
+        if lr is None:
+            beta = 0.0
+            lr = self.lr(_dot(grads, direction), problem.curvature_along(params, direction))
+        if lr is None:
+            lr = state.lr_max  # the metric's own rule
+        state.momentum = beta
+        if beta == 0.0:
+            state.buffers = []
+        state.lr = lr * StepControl.SHRINK**halvings
+
+    def momentum(self, grads, direction):
+        """Polak-Ribiere's ``beta`` (at least 0) for the epoch about to start."""
+        gd = _dot(grads, direction)
+        beta = 0.0
+        if self.previous is not None and self.previous[0] > 0:
+            gd_prev, d_prev = self.previous
+            beta = max(0.0, (gd - _dot(grads, d_prev)) / gd_prev)
+        self.previous = (gd, [d.detach().clone() for d in direction])
+        return beta
+
+    @staticmethod
+    def lr(slope, curvature):
+        """The Newton step ``slope / curvature`` along a descent direction, or None."""
+        if not (slope > 0 and curvature > 0 and math.isfinite(slope / curvature)):
+            return None
+        return slope / curvature
+
+
+def _dot(a, b):
+    return float(sum((x.double() * y.double()).sum() for x, y in zip(a, b, strict=True)))
+
+
 class StallStop:
     """Stop when no epoch makes progress in the working precision.
 
@@ -633,6 +756,7 @@ def solve(
     """
     data = problem.data
     n = data.n_samples
+    n_outputs = params[0].shape[0]
     full_batch = batch_size is None or batch_size >= n
     S = data.weight_sum
     history = _History(params, problem.to_model) if track_gradients else None
@@ -643,6 +767,9 @@ def solve(
     stall = StallStop()
     growth = BatchGrowth()
     spectrum = SpectrumEstimate()
+    conjugate = None
+    if problem.keeps_logits and ConjugateStep.applies(state, preconditioner_kind, n_outputs):
+        conjugate = ConjugateStep()
     moved = False  # whether the parameters moved since the preconditioner was measured
 
     def direction_of(grads):
@@ -675,7 +802,12 @@ def solve(
             history.epoch_start(params)
         if full_batch:
             before = [p.detach().clone() for p in params] if adaptive else None
+            if conjugate is not None:
+                conjugate.choose_(params, state, problem, direction, control.halvings)
             step_(params, state, problem.penalty, direction)
+            if conjugate is not None and not state.buffers:
+                # A step with momentum 0 keeps no buffer; the next one builds on it.
+                state.buffers = [d.detach().clone() for d in direction]
         else:
             perm = torch.randperm(n, generator=generator)
             for start in range(0, n, batch_size):
@@ -694,6 +826,8 @@ def solve(
             _restore_(params, before)
             control.rejected(state, epoch)
             spectrum.reset()
+            if conjugate is not None:
+                conjugate.restart()
             zero_grad_(params)
             f_new = float(problem.evaluate(params))
         elif adaptive and full_batch:
@@ -762,7 +896,7 @@ def solve(
             moved = False
             direction = direction_of([p.grad for p in params])
             decrement, grad_max = measure_of(grads, direction)
-        elif full_batch and accepted and retune is not None and state.low is not None:
+        elif full_batch and accepted and conjugate is None and retune and state.low is not None:
             low = spectrum.observe(decrement, state, state.low)
             if low is not None:
                 retune(state, low=low)

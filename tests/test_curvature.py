@@ -207,3 +207,31 @@ def test_batch_curvature_is_each_problems_hessian(kind, K):
             for k in range(K):
                 block = full[k * m : (k + 1) * m, k * m : (k + 1) * m]
                 torch.testing.assert_close(H[p, k], block, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("K", [1, 3, 40])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_logit_curvature_along_is_autograds_second_derivative(K, weighted):
+    """``sum_i z_i^T A_i z_i`` in closed form against d^2/dt^2 of the data term at Z + t z."""
+    from sktorch_lr._curvature import logit_curvature_along
+    from sktorch_lr._objective import data_term
+
+    gen = torch.Generator().manual_seed(K)
+    Z = 3 * torch.randn(60, K, generator=gen, dtype=torch.float64)
+    z = torch.randn(60, K, generator=gen, dtype=torch.float64)
+    sw = torch.rand(60, generator=gen, dtype=torch.float64) if weighted else None
+    if K == 1:
+        y = (torch.rand(60, generator=gen) > 0.5).double()
+    else:
+        y = torch.randint(0, K, (60,), generator=gen)
+
+    def along(t):
+        return data_term(Z + t * z, y, sw, 9.0)
+
+    expected = torch.autograd.functional.hessian(along, torch.zeros((), dtype=torch.float64))
+    got = logit_curvature_along(Z, y, sw, 9.0, z)
+    assert float(got) == pytest.approx(float(expected), rel=1e-12)
+    # float32 logits: computed in float64 all the same.
+    got32 = logit_curvature_along(Z.float(), y, None if sw is None else sw.float(), 9.0, z.float())
+    assert got32.dtype == torch.float64
+    assert float(got32) == pytest.approx(float(expected), rel=1e-5)

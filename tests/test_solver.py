@@ -12,6 +12,7 @@ from sktorch_lr._data import TrainingData
 from sktorch_lr._objective import objective, penalty_strengths
 from sktorch_lr._solver import (
     BatchGrowth,
+    ConjugateStep,
     DivergenceError,
     Problem,
     RemeasureSchedule,
@@ -249,3 +250,124 @@ def test_batch_growth_after_three_stalls():
     assert not growth.grow(1.0, 0.0)
     assert [growth.grow(1.0, 0.0) for _ in range(3)] == [False, False, True]
     assert not growth.grow(0.5, 0.0)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_curvature_along_is_the_centred_objectives_second_derivative(sparse, n_classes):
+    """``v^T H v`` from one product ``X v``, in the solver's parametrisation."""
+    rng = np.random.RandomState(3)
+    X = rng.randn(70, 5) * [1, 10, 0.1, 3, 1] + [4, -3, 0, 50, 1]
+    y = rng.randint(0, n_classes, 70)
+    sw = rng.uniform(0.2, 3.0, 70)
+    binary = n_classes == 2
+    data = TrainingData(
+        sp.csr_matrix(X) if sparse else X,
+        y,
+        sw,
+        binary=binary,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+    )
+    K = 1 if binary else n_classes
+    penalty = penalty_strengths(0.3, 0.0, data.weight_sum)
+    problem = Problem(data, penalty, fit_intercept=True, centred=True)
+    params = [
+        torch.tensor(rng.randn(K, 5) * 0.1, requires_grad=True),
+        torch.tensor(rng.randn(K) * 0.1, requires_grad=True),
+    ]
+    problem.evaluate(params)
+    v = [torch.tensor(rng.randn(K, 5)), torch.tensor(rng.randn(K))]
+
+    def along(t):
+        coef = params[0].detach() + t * v[0]
+        c = params[1].detach() + t * v[1]
+        X_, y_, sw_ = data.full()
+        X_ = X_.to_dense() if sparse else X_
+        return objective(
+            coef, problem.model_intercept(coef, c), X_, y_, sw_, penalty, normalizer=data.weight_sum
+        )
+
+    expected = torch.autograd.functional.hessian(along, torch.zeros((), dtype=torch.float64))
+    assert problem.curvature_along(params, v) == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_conjugate_step_is_preconditioned_conjugate_gradients_on_a_quadratic():
+    """On ``1/2 x^T A x - b^T x`` with a fixed metric, SGD's arithmetic with these
+    momenta and step lengths is PCG: exact in at most ``n`` steps."""
+    rng = np.random.RandomState(0)
+    n = 6
+    Q = np.linalg.qr(rng.randn(n, n))[0]
+    A = torch.tensor(Q @ np.diag(np.logspace(0, 5, n)) @ Q.T)
+    b = torch.tensor(rng.randn(n))
+    P = torch.diag(A.diagonal())  # Jacobi: the condition number stays large
+
+    class Quadratic:
+        def curvature_along(self, params, v):
+            return float(v[0] @ A @ v[0])
+
+    x = torch.zeros(n, requires_grad=True)
+    x.data = x.data.double()
+    state = SolverState(lr=1.0, momentum=0.0, nesterov=False, adaptive=True, low=1.0)
+    rule = ConjugateStep()
+    rule.metric = state.preconditioner = object()  # one metric throughout
+    for _ in range(n):
+        g = A @ x.detach() - b
+        x.grad = g
+        d = [torch.linalg.solve(P, g)]
+        rule.choose_(([x]), state, Quadratic(), d, halvings=0)
+        momentum_step_([_with_grad(x, d[0])], state)
+        if not state.buffers:
+            state.buffers = [d[0].clone()]
+    x_star = torch.linalg.solve(A, b)
+    assert (x.detach() - x_star).norm() < 1e-6 * x_star.norm()
+
+
+def _with_grad(x, g):
+    x.grad = g
+    return x
+
+
+def test_conjugate_step_momentum_and_step_length_rules():
+    rule = ConjugateStep()
+    g = [torch.tensor([1.0, 2.0])]
+    assert rule.momentum(g, [torch.tensor([0.5, 1.0])]) == 0.0  # nothing before: restart
+    # Polak-Ribiere: g^T (d - d_prev) / (g_prev^T d_prev) = (0.5 + 2 - 2.5) / 2.5 = 0
+    assert rule.momentum(g, [torch.tensor([0.5, 1.0])]) == 0.0
+    beta = rule.momentum([torch.tensor([1.0, 1.0])], [torch.tensor([2.0, 2.0])])
+    assert beta == pytest.approx((4.0 - 1.5) / 2.5)
+    # Negative: clipped to zero (PR+).
+    assert rule.momentum([torch.tensor([1.0, 1.0])], [torch.tensor([0.1, 0.1])]) == 0.0
+    rule.restart()
+    assert rule.momentum(g, [torch.tensor([1.0, 1.0])]) == 0.0
+    assert ConjugateStep.lr(2.0, 4.0) == 0.5
+    assert ConjugateStep.lr(-1.0, 4.0) is None  # not a descent direction
+    assert ConjugateStep.lr(1.0, 0.0) is None  # no curvature along it
+    state = SolverState(lr=1.0, momentum="auto", nesterov=False, adaptive=True, low=0.5)
+    assert ConjugateStep.applies(state, "block", 10)
+    assert not ConjugateStep.applies(state, "dense", 10)
+    assert not ConjugateStep.applies(state, "block", ConjugateStep.MAX_CLASSES + 1)
+    state.low = None  # a given momentum, or mini-batches
+    assert not ConjugateStep.applies(state, "block", 10)
+
+
+def test_conjugate_steps_need_fewer_epochs_than_heavy_ball_on_digits(monkeypatch):
+    """Raw digits, 10 classes: the block metric's case (epochs are deterministic)."""
+    from sklearn.datasets import load_digits
+
+    from sktorch_lr import TorchLogisticRegression
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600], y[:600]
+    conjugate = TorchLogisticRegression(C=10.0).fit(X, y)
+    monkeypatch.setattr(ConjugateStep, "KINDS", ())
+    heavy_ball = TorchLogisticRegression(C=10.0).fit(X, y)
+    assert conjugate.n_iter_ < 0.8 * heavy_ball.n_iter_
+
+    def J(model):  # scikit-learn's objective divided by C, per sample
+        loss = -np.log(model.predict_proba(X)[np.arange(len(y)), y]).mean()
+        return loss + (model.coef_**2).sum() / (2 * 10.0 * len(y))
+
+    optimum = J(TorchLogisticRegression(C=10.0, tol=1e-10, max_iter=5000).fit(X, y))
+    assert 0 <= J(conjugate) - optimum < 1e-6
+    assert 0 <= J(heavy_ball) - optimum < 1e-6
