@@ -15,7 +15,11 @@ gradient ``P_p^-1 g_p``, in the centred parametrisation, with
 - its own ``lr``, momentum and spectrum range (:func:`~sktorch_lr._curvature.step_rule`),
 - :class:`~sktorch_lr._solver.StepControl`'s rule: a step that raises the
   problem's objective is taken back, halved, then Levenberg-Marquardt damped,
-- :class:`~sktorch_lr._solver.SpectrumEstimate`'s rule for a stale metric,
+- :class:`~sktorch_lr._solver.SpectrumEstimate`'s rule for a stale metric, or,
+  on block metrics of few classes, :class:`~sktorch_lr._solver.ConjugateStep`'s:
+  each epoch's momentum and ``lr`` per problem from conjugate gradients, the
+  curvature along each problem's buffer from one more product ``X V`` and the
+  logits the last evaluation kept,
 - :class:`~sktorch_lr._solver.StallStop`'s rule, and its own stop on the
   Newton decrement ``sqrt(g^T P^-1 g) <= tol``. A problem that stops leaves
   the batch: later epochs multiply only the columns still training.
@@ -46,6 +50,7 @@ from ._curvature import (
     choose_preconditioner,
     logit_curvature,
     logit_curvature_diagonal,
+    logit_variance,
     preconditioned_spectrum,
     step_rule,
 )
@@ -53,6 +58,7 @@ from ._data import as_tensor, vector_to_tensor
 from ._objective import linear_logits, penalty_strengths
 from ._solver import (
     NOISE_ULPS,
+    ConjugateStep,
     DivergenceError,
     RemeasureSchedule,
     SpectrumEstimate,
@@ -108,6 +114,7 @@ class BatchProblem:
         self.n_problems = weights.shape[0]
         self.n_samples, self.n_features = X.shape
         self.mean = None
+        self.logits = None  # of the last evaluation, when it was one block of rows
         # The row products x_ij x_il of the curvature rows, which no step changes.
         self._products = {}
         if fit_intercept:
@@ -147,12 +154,33 @@ class BatchProblem:
         return (loss * weights.T).sum(0)
 
     def objectives(self, coef, intercept, idx):
-        """``J_p`` of problems ``idx`` (differentiable): shape ``(len(idx),)``."""
-        data = self._data_terms(
-            self._logits(self.X, coef, intercept, idx), self.y, self.weights[idx]
-        )
+        """``J_p`` of problems ``idx`` (differentiable): shape ``(len(idx),)``.
+
+        Keeps the logits ``(n, len(idx), K)`` in ``self.logits``.
+        """
+        Z = self._logits(self.X, coef, intercept, idx)
+        self.logits = Z.detach()
+        data = self._data_terms(Z, self.y, self.weights[idx])
         pen = 0.5 * self.l2[idx] * coef.pow(2).sum((1, 2))
         return data / self.weight_sum[idx] + pen
+
+    def keeps_logits(self, n_problems):
+        """Whether :meth:`evaluate` of this many problems keeps their logits (one block of rows)."""
+        return self.n_samples * n_problems * self.n_outputs <= CHUNK_NUMBERS
+
+    def curvature_along(self, logits, coef, intercept, idx):
+        """``v_p^T H_p v_p`` of problems ``idx`` for directions ``(coef, intercept)`` (float64).
+
+        ``logits`` ``(n, len(idx), K)`` are the problems' logits at the point:
+        one product ``X v`` and :func:`~sktorch_lr._curvature.logit_variance`,
+        as :meth:`sktorch_lr._solver.Problem.curvature_along` for each problem.
+        """
+        with torch.no_grad():
+            z = self._logits(self.X, coef, intercept, idx)
+            per_sample = logit_variance(logits, z)  # (n, b)
+            w = self.weights[idx].to(torch.float64)
+            value = (w * per_sample.T).sum(1) / self.weight_sum[idx].to(torch.float64)
+            return value + self.l2[idx] * coef.double().square().sum((1, 2))
 
     def evaluate(self, coef, intercept, idx):
         """``(J, grad_coef, grad_intercept)`` of problems ``idx`` at the given parameters.
@@ -163,6 +191,7 @@ class BatchProblem:
         """
         coef = coef.detach().requires_grad_(True)
         intercept = None if intercept is None else intercept.detach().requires_grad_(True)
+        self.logits = None
         n = self.n_samples
         step = max(1, CHUNK_NUMBERS // max(len(idx) * self.n_outputs, 1))
         if self.X.layout == torch.sparse_coo or n <= step:
@@ -547,6 +576,15 @@ def solve_batch(
 
     f, grad = evaluate(every, theta)
     _check(f, 0)
+    # ConjugateStep's rule (per problem) where the single solver takes it: block
+    # metrics of few classes, and the logits of every problem kept (one block of rows).
+    conjugate = (
+        kind in ConjugateStep.KINDS and K <= ConjugateStep.MAX_CLASSES and problem.keeps_logits(B)
+    )
+    if conjugate:
+        logits = problem.logits.clone()  # (n, B, K) at theta
+        previous_direction = torch.zeros_like(theta)
+        previous_gd = torch.zeros(B, dtype=torch.float64, device=device)  # 0: restart
     f_start = f.clone()
     metric = _Metric(problem.measure(*_unpack(theta, fit_intercept), every, kind))
     lr = torch.ones(B, dtype=torch.float64, device=device)
@@ -597,8 +635,26 @@ def solve_batch(
             epoch -= 1
             break
         # --- the momentum step of every active problem (torch.optim.SGD's arithmetic)
-        lr_a = lr[idx].to(dtype)[:, None, None]
-        m_a = momentum[idx].to(dtype)[:, None, None]
+        if conjugate:
+            lr_a, m_a = _conjugate_step(
+                problem,
+                logits[:, idx],
+                idx,
+                grad[idx],
+                direction,
+                buffers[idx],
+                previous_direction,
+                previous_gd,
+                lr,
+                halvings,
+                fit_intercept,
+            )
+            momentum[idx] = m_a
+            lr_a = lr_a.to(dtype)[:, None, None]
+            m_a = m_a.to(dtype)[:, None, None]
+        else:
+            lr_a = lr[idx].to(dtype)[:, None, None]
+            m_a = momentum[idx].to(dtype)[:, None, None]
         buf = m_a * buffers[idx] + direction
         trial = theta[idx] - lr_a * buf
         f_new, grad_new = evaluate(idx, trial)
@@ -614,11 +670,15 @@ def solve_batch(
         grad[acc] = grad_new[ok]
         moved[acc] = True
         halvings[acc] = 0
+        if conjugate:
+            logits[:, acc] = problem.logits[:, ok]
         lr[acc] = torch.minimum(lr_max[acc], lr[acc] * StepControl.GROW)
         # --- rejected ones: back to the start of the epoch, momentum forgotten, shorter step
         rej = idx[~ok]
         if len(rej):
             buffers[rej] = 0.0
+            if conjugate:
+                previous_gd[rej] = 0.0  # restart
             lr[rej] *= StepControl.SHRINK
             lr_max[rej] = torch.minimum(lr_max[rej], lr[rej])
             damp = rej[halvings[rej] >= StepControl.DAMP_AFTER - 1]
@@ -662,6 +722,8 @@ def solve_batch(
             )
             since[renew] = 0
             moved[renew] = False
+            if conjugate:
+                previous_gd[renew] = 0.0  # restart in the new metric
             history[renew] = math.nan
             seen[renew] = 0
             retune(renew)
@@ -684,7 +746,7 @@ def solve_batch(
         keep = active[idx]
         direction = direction[keep]
         # --- SpectrumEstimate's rule for accepted steps in a metric kept
-        learn = idx[keep & ok & ~fresh]
+        learn = idx[keep & ok & ~fresh & (not conjugate)]
         new_low = _learn_low(history, seen, learn, decrement, lr, momentum, low)
         if new_low is not None:
             changed, values = new_low
@@ -696,6 +758,49 @@ def solve_batch(
     if intercept is not None:
         intercept = problem.model_intercept(coef, intercept.contiguous(), every).detach()
     return BatchResult(coef, intercept, f, decrement, n_iter, converged, epoch)
+
+
+def _conjugate_step(
+    problem,
+    logits,
+    idx,
+    grad,
+    direction,
+    buffers,
+    previous_direction,
+    previous_gd,
+    lr,
+    halvings,
+    fit_intercept,
+):
+    """:class:`~sktorch_lr._solver.ConjugateStep`'s ``(lr, momentum)`` for problems ``idx``.
+
+    Polak-Ribiere's momentum (0 where ``previous_gd`` is 0: a restart), the
+    Newton step along ``v = momentum * buffer + direction``, halved once per
+    rejection in a row; where ``v`` does not descend, ``v = direction``; where
+    that has no positive curvature either, the heavy-ball ``lr``. Updates
+    ``previous_direction`` and ``previous_gd`` in place.
+    """
+    gd = (grad.double() * direction.double()).sum((1, 2))
+    g_dprev = (grad.double() * previous_direction[idx].double()).sum((1, 2))
+    beta = ConjugateStep.polak_ribiere(gd, g_dprev, previous_gd[idx])
+    previous_direction[idx] = direction
+    previous_gd[idx] = gd.clamp_min(0.0)
+    v = beta.to(direction.dtype)[:, None, None] * buffers + direction
+    step = ConjugateStep.lr(
+        (grad.double() * v.double()).sum((1, 2)),
+        problem.curvature_along(logits, *_unpack(v, fit_intercept), idx),
+    )
+    retry = torch.isnan(step) & (beta > 0)
+    if bool(retry.any()):
+        beta = torch.where(retry, 0.0, beta)
+        sub = retry.nonzero()[:, 0]
+        curvature = problem.curvature_along(
+            logits[:, sub], *_unpack(direction[sub], fit_intercept), idx[sub]
+        )
+        step[sub] = ConjugateStep.lr(gd[sub], curvature)
+    step = torch.where(torch.isnan(step), lr[idx], step)
+    return step * StepControl.SHRINK ** halvings[idx].double(), beta
 
 
 def _undamped(metric, grad, idx, direction, project):

@@ -103,6 +103,22 @@ def logit_curvature(logits, y, sample_weight, normalizer):
     return torch.stack(rows, dim=1), g.detach()
 
 
+def logit_variance(logits, z):
+    """``Var_{p_i}(z_i)`` for each sample (``p_i (1 - p_i) z_i^2`` for the sigmoid), float64.
+
+    ``logits`` and ``z`` of shape ``(..., K)``; the result has the leading shape.
+    """
+    if logits.shape[-1] == 1:
+        p = torch.sigmoid(logits[..., 0].to(torch.float64))
+        return p * (1.0 - p) * z[..., 0].to(torch.float64).square()
+    # Classes along the first dimension: torch's softmax over a short last
+    # dimension is several times slower than over the first.
+    zt = z.movedim(-1, 0).to(torch.float64).contiguous()
+    p = torch.softmax(logits.movedim(-1, 0).to(torch.float64).contiguous(), dim=0)
+    pz = p * zt
+    return (pz * zt).sum(0) - pz.sum(0).square()
+
+
 def logit_curvature_along(logits, y, sample_weight, normalizer, z):
     """``sum_i z_i^T A_i z_i``: the data term's second derivative along logit changes ``z``.
 
@@ -116,16 +132,7 @@ def logit_curvature_along(logits, y, sample_weight, normalizer, z):
     Hessian-vector product). ``y`` is unused: the logistic losses' curvature
     does not depend on the labels.
     """
-    if logits.shape[1] == 1:
-        p = torch.sigmoid(logits[:, 0].to(torch.float64))
-        per_sample = p * (1.0 - p) * z[:, 0].to(torch.float64).square()
-    else:
-        # Classes along the first dimension: torch's softmax over a short last
-        # dimension is several times slower than over the first.
-        zt = z.T.to(torch.float64).contiguous()
-        p = torch.softmax(logits.T.to(torch.float64).contiguous(), dim=0)
-        pz = p * zt
-        per_sample = (pz * zt).sum(0) - pz.sum(0).square()
+    per_sample = logit_variance(logits, z)
     if sample_weight is not None:
         per_sample = per_sample * sample_weight.to(torch.float64)
     return per_sample.sum() / normalizer

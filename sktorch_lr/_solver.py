@@ -500,9 +500,9 @@ class ConjugateStep:
     ``X v`` (:meth:`Problem.curvature_along`). The step itself is still
     ``torch.optim.SGD``'s, ``v = momentum * v + d; theta -= lr * v``, with
     these two numbers. On 1,797 x 64 digits (``C`` in ``np.logspace(-4, 4, 10)``)
-    it needs 2 to 3 times fewer epochs than heavy ball with the learned
-    spectrum. A direction that does not descend (``g^T v <= 0``, or no
-    positive curvature along it) falls back to ``beta = 0``.
+    it needs 30-45% fewer epochs than heavy ball with the learned spectrum.
+    A direction that does not descend (``g^T v <= 0``, or no positive
+    curvature along it) falls back to ``beta = 0``.
     """
 
     # The metrics it runs on: "dense" is remeasured into Newton's step (or, when
@@ -561,15 +561,33 @@ class ConjugateStep:
         """Polak-Ribiere's ``beta`` (at least 0) for the epoch about to start."""
         gd = _dot(grads, direction)
         beta = 0.0
-        if self.previous is not None and self.previous[0] > 0:
+        if self.previous is not None:
             gd_prev, d_prev = self.previous
-            beta = max(0.0, (gd - _dot(grads, d_prev)) / gd_prev)
+            beta = self.polak_ribiere(gd, _dot(grads, d_prev), gd_prev)
         self.previous = (gd, [d.detach().clone() for d in direction])
         return beta
 
     @staticmethod
+    def polak_ribiere(gd, g_dprev, gd_prev):
+        """``max(0, (g^T d - g^T d_prev) / (g_prev^T d_prev))``, 0 where ``g_prev^T d_prev <= 0``.
+
+        Numbers, or tensors (one ``beta`` per problem of a batch).
+        """
+        if isinstance(gd, torch.Tensor):
+            beta = (gd - g_dprev) / gd_prev.clamp_min(1e-300)
+            return torch.where(gd_prev > 0, beta.clamp_min(0.0), 0.0)
+        return max(0.0, (gd - g_dprev) / gd_prev) if gd_prev > 0 else 0.0
+
+    @staticmethod
     def lr(slope, curvature):
-        """The Newton step ``slope / curvature`` along a descent direction, or None."""
+        """The Newton step ``slope / curvature`` along a descent direction, or None.
+
+        With tensors, NaN marks the problems without one.
+        """
+        if isinstance(slope, torch.Tensor):
+            step = slope / curvature
+            valid = (slope > 0) & (curvature > 0) & torch.isfinite(step)
+            return torch.where(valid, step, math.nan)
         if not (slope > 0 and curvature > 0 and math.isfinite(slope / curvature)):
             return None
         return slope / curvature

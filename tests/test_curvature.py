@@ -188,6 +188,10 @@ def test_batch_curvature_is_each_problems_hessian(kind, K):
     coef = torch.as_tensor(rng.normal(size=(B, K, d)) * 0.1)
     intercept = torch.as_tensor(rng.normal(size=(B, K)))
     H = problem.measure(coef, intercept, torch.arange(B), kind)
+    problem.evaluate(coef, intercept, torch.arange(B))
+    coef_v = torch.as_tensor(rng.normal(size=(B, K, d)))
+    intercept_v = torch.as_tensor(rng.normal(size=(B, K)))
+    along = problem.curvature_along(problem.logits, coef_v, intercept_v, torch.arange(B))
     m = d + 1
     for p in range(B):
         mean = problem.mean[p]
@@ -201,6 +205,9 @@ def test_batch_curvature_is_each_problems_hessian(kind, K):
 
         theta = torch.cat([coef[p], intercept[p][:, None]], 1).reshape(-1)
         full = autograd_hessian(f, theta)
+        # The curvature along a direction (ConjugateStep's), from the kept logits.
+        v = torch.cat([coef_v[p], intercept_v[p][:, None]], 1).reshape(-1)
+        assert float(along[p]) == pytest.approx(float(v @ full @ v), rel=1e-10)
         if kind == "dense":
             torch.testing.assert_close(H[p, 0], full, rtol=1e-9, atol=1e-12)
         else:

@@ -98,10 +98,14 @@ def test_same_choice_as_grid_search_over_the_estimator(breast_cancer):
     np.testing.assert_allclose(ours.coef_, search.best_estimator_.coef_, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("dataset", ["breast_cancer", "iris", "wine_raw"])
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris", "wine_raw", "digits_raw"])
 def test_every_batched_problem_reaches_the_single_fit_optimum(dataset, request):
+    """Dense metrics (binary, iris, wine) and the block metric's conjugate steps (digits)."""
     if dataset == "wine_raw":
         X, y = _wine()
+    elif dataset == "digits_raw":
+        X, y = request.getfixturevalue("digits")
+        X, y = X[:500], y[:500]
     else:
         X, y = request.getfixturevalue(dataset)
     Cs = np.logspace(-4, 4, 5)
