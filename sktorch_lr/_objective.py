@@ -61,6 +61,23 @@ def linear_logits(X, coef, intercept):
     return F.linear(X, coef, intercept)
 
 
+# Torch's softmax is slow over a short last dimension: with the classes as
+# dimension 1 of a (1, K, n) view (the rows as cross_entropy's "spatial"
+# dimension) forward and backward run 1.2-2x faster for 3 to 10 classes from
+# 1,000 rows (digits, 1,797 x 10: 356 us against 601 us on one thread), and
+# slower from about 30 classes or under a few hundred rows.
+TRANSPOSED_MAX_CLASSES = 16
+TRANSPOSED_MIN_ROWS = 512
+
+
+def _cross_entropy(logits, y, reduction):
+    n, K = logits.shape
+    if K <= TRANSPOSED_MAX_CLASSES and n >= TRANSPOSED_MIN_ROWS:
+        out = F.cross_entropy(logits.T[None], y[None], reduction=reduction)
+        return out[0] if reduction == "none" else out
+    return F.cross_entropy(logits, y, reduction=reduction)
+
+
 def per_sample_loss(logits, y):
     """Unweighted cross-entropy of each sample, shape ``(n_samples,)``.
 
@@ -69,7 +86,7 @@ def per_sample_loss(logits, y):
     """
     if logits.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(logits[:, 0], y, reduction="none")
-    return F.cross_entropy(logits, y, reduction="none")
+    return _cross_entropy(logits, y, "none")
 
 
 def data_term(logits, y, sample_weight, normalizer):
@@ -81,7 +98,7 @@ def data_term(logits, y, sample_weight, normalizer):
         if logits.shape[1] == 1:
             total = F.binary_cross_entropy_with_logits(logits[:, 0], y, reduction=reduction)
         else:
-            total = F.cross_entropy(logits, y, reduction=reduction)
+            total = _cross_entropy(logits, y, reduction)
         return total if mean else total / normalizer
     return (per_sample_loss(logits, y) * sample_weight).sum() / normalizer
 

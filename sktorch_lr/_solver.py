@@ -914,6 +914,10 @@ def solve(
             moved = False
             direction = direction_of([p.grad for p in params])
             decrement, grad_max = measure_of(grads, direction)
+            if check_convergence and decrement <= tol:
+                # Below tol in a metric measured here: no further step is needed.
+                converged = True
+                break
         elif full_batch and accepted and conjugate is None and retune and state.low is not None:
             low = spectrum.observe(decrement, state, state.low)
             if low is not None:

@@ -76,3 +76,23 @@ def test_soft_threshold_and_optimality_gradient():
     g = torch.tensor([[0.2, 0.05, -0.3, 0.1]])
     expected = torch.tensor([[0.2 + 0.1, 0.0, -0.2, 0.1 - 0.1]])
     torch.testing.assert_close(optimality_gradient(g, w, 0.1), expected)
+
+
+@pytest.mark.parametrize("n, K", [(600, 3), (600, 16), (100, 3), (600, 40)])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_cross_entropy_layouts_agree(n, K, reduction):
+    """The transposed (1, K, n) layout for few classes is F.cross_entropy, values and gradients."""
+    import torch.nn.functional as F
+
+    from sktorch_lr._objective import _cross_entropy
+
+    gen = torch.Generator().manual_seed(K)
+    Z = (3 * torch.randn(n, K, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    y = torch.randint(0, K, (n,), generator=gen)
+    w = torch.rand(n, generator=gen, dtype=torch.float64)
+    ours = _cross_entropy(Z, y, reduction)
+    ref = F.cross_entropy(Z, y, reduction=reduction)
+    torch.testing.assert_close(ours, ref, rtol=1e-13, atol=1e-15)
+    (g_ours,) = torch.autograd.grad((ours * w).sum() if reduction == "none" else ours, Z)
+    (g_ref,) = torch.autograd.grad((ref * w).sum() if reduction == "none" else ref, Z)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-13, atol=1e-15)
