@@ -50,8 +50,10 @@ from ._curvature import (
     choose_preconditioner,
     logit_curvature,
     logit_curvature_diagonal,
+    logit_drift,
     logit_variance,
     preconditioned_spectrum,
+    stale_decrement_bound,
     step_rule,
 )
 from ._data import as_tensor, vector_to_tensor
@@ -163,6 +165,11 @@ class BatchProblem:
         data = self._data_terms(Z, self.y, self.weights[idx])
         pen = 0.5 * self.l2[idx] * coef.pow(2).sum((1, 2))
         return data / self.weight_sum[idx] + pen
+
+    def logit_change(self, coef, intercept, idx):
+        """The logits' change ``(n, len(idx), K)`` for parameter changes ``(coef, intercept)``
+        (one product ``X v``, through the centring; the logits are linear in the parameters)."""
+        return self._logits(self.X, coef, intercept, idx)
 
     def keeps_logits(self, n_problems):
         """Whether :meth:`evaluate` of this many problems keeps their logits (one block of rows)."""
@@ -578,11 +585,15 @@ def solve_batch(
     _check(f, 0)
     # ConjugateStep's rule (per problem) where the single solver takes it: block
     # metrics of few classes, and the logits of every problem kept (one block of rows).
+    # ConjugateStep's rule (per problem) where the single solver takes it: block
+    # metrics of few classes, with the logits at theta (n, B, K) kept (one block of rows).
     conjugate = (
         kind in ConjugateStep.KINDS and K <= ConjugateStep.MAX_CLASSES and problem.keeps_logits(B)
     )
+    # Where each problem's metric was measured, for stale_decrement_bound.
+    measured_theta = theta.clone()
     if conjugate:
-        logits = problem.logits.clone()  # (n, B, K) at theta
+        logits = problem.logits.clone()
         previous_direction = torch.zeros_like(theta)
         previous_gd = torch.zeros(B, dtype=torch.float64, device=device)  # 0: restart
     f_start = f.clone()
@@ -713,8 +724,19 @@ def solve_batch(
         # RemeasureSchedule's rule says are due.
         since[idx] += 1
         below = dec <= tol
+        stale = below & moved[idx]
+        if bool(stale.any()):
+            # Below tol also in a fresh metric, by stale_decrement_bound: no need to measure.
+            # The logits' drift since the measurement from one product X (theta - theta_P).
+            ids = idx[stale]
+            change = theta[ids] - measured_theta[ids]
+            with torch.no_grad():
+                z = problem.logit_change(*_unpack(change, fit_intercept), ids)
+            bound = stale_decrement_bound(dec[stale], kind, logit_drift(z, per_problem=True))
+            if bound is not None:
+                stale[stale.clone()] = ~(bound <= tol)
         due = ok & (since[idx] >= schedule.min_epochs) & ~(dec / previous <= schedule.FAST)
-        fresh = (below & moved[idx]) | (due & ~below)
+        fresh = stale | (due & ~below)
         renew = idx[fresh]
         if len(renew):
             metric.update(
@@ -722,6 +744,7 @@ def solve_batch(
             )
             since[renew] = 0
             moved[renew] = False
+            measured_theta[renew] = theta[renew]
             if conjugate:
                 previous_gd[renew] = 0.0  # restart in the new metric
             history[renew] = math.nan

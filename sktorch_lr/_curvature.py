@@ -119,6 +119,49 @@ def logit_variance(logits, z):
     return (pz * zt).sum(0) - pz.sum(0).square()
 
 
+def logit_drift(now, then=None, per_problem=False):
+    """``r = max_i (max_k D_ik - min_k D_ik)`` for the logit change ``D = now - then``.
+
+    ``now`` and ``then`` of shape ``(n, K)``, or ``(n, b, K)`` for ``b``
+    problems with ``per_problem=True`` (then one ``r`` per problem, a tensor);
+    ``then=None``: ``now`` is the change itself.
+
+    For the binary model (one logit column against an implicit 0) that is
+    ``max_i |D_i|``. Each sample's probabilities then moved by factors within
+    ``[e^-r, e^r]``, so its logit Hessian (a variance under them) is at least
+    ``e^-r`` times what it was, and its class-block entries ``p_k (1 - p_k)``
+    at least ``e^-2r`` times: see :func:`stale_decrement_bound`.
+    """
+    delta = now.to(torch.float64)
+    if then is not None:
+        delta = delta - then.to(torch.float64)
+    if delta.shape[-1] == 1:
+        per_row = delta[..., 0].abs()
+    else:
+        per_row = delta.amax(-1) - delta.amin(-1)
+    if per_problem:
+        return per_row.amax(0)
+    return float(per_row.max())
+
+
+def stale_decrement_bound(decrement, kind, drift):
+    """An upper bound of the decrement in a metric measured afresh, or None.
+
+    ``decrement`` is measured in a metric ``P`` taken where the logits were
+    ``drift`` (:func:`logit_drift`) away from now. The data term's Hessian
+    now is at least ``e^-drift`` times the one measured (the penalty's part is
+    unchanged), so ``g^T H_now^-1 g <= e^drift g^T H^-1 g``: the fresh
+    decrement is at most ``e^(drift/2)`` times this one; with the class blocks,
+    ``e^drift`` times. Other metrics: None (measure again to know).
+    """
+    exp = torch.exp if isinstance(drift, torch.Tensor) else math.exp
+    if kind == "dense":
+        return decrement * exp(drift / 2.0)
+    if kind == "block":
+        return decrement * exp(drift)
+    return None
+
+
 def logit_curvature_along(logits, y, sample_weight, normalizer, z):
     """``sum_i z_i^T A_i z_i``: the data term's second derivative along logit changes ``z``.
 

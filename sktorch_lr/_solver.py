@@ -38,7 +38,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._curvature import logit_curvature_along, measure_preconditioner
+from ._curvature import (
+    logit_curvature_along,
+    logit_drift,
+    measure_preconditioner,
+    stale_decrement_bound,
+)
 from ._objective import (
     data_term,
     linear_logits,
@@ -807,6 +812,8 @@ def solve(
     f = float(problem.evaluate(params))
     _check_finite(f, state, epoch=0)
     f_start = f
+    # The logits where the preconditioner was measured (a full fit measures it here).
+    measured_at = problem.logits if adaptive and full_batch else None
     grads = problem.optimality_gradients(params)
     direction = direction_of([p.grad for p in params])
     decrement, grad_max = measure_of(grads, direction)
@@ -873,9 +880,18 @@ def solve(
             if not adaptive or not moved:
                 converged = True
                 break
-            # The preconditioner was measured before the last step: confirm with a
-            # fresh one (a stale metric can understate the decrement).
+            # The preconditioner was measured before the last step: a stale metric can
+            # understate the decrement. Where the logits moved little since, a bound
+            # of the fresh decrement says enough; otherwise confirm with a fresh one.
+            bound = None
+            if full_batch and measured_at is not None and problem.logits is not None:
+                drift = logit_drift(problem.logits, measured_at)
+                bound = stale_decrement_bound(decrement, state.preconditioner.kind, drift)
+            if bound is not None and bound <= tol:
+                converged = True
+                break
             state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
+            measured_at = problem.logits
             schedule.measured()
             moved = False
             direction = direction_of([p.grad for p in params])
@@ -900,6 +916,7 @@ def solve(
                 state.preconditioner = _remeasure(
                     problem, params, state, preconditioner_kind, retune
                 )
+                measured_at = problem.logits
                 schedule.measured()
                 moved = False
                 direction = direction_of([p.grad for p in params])
@@ -909,6 +926,7 @@ def solve(
         progress = decrement / previous_decrement if previous_decrement > 0 else 0.0
         if full_batch and accepted and schedule.due(progress):
             state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
+            measured_at = problem.logits
             schedule.measured()
             spectrum.reset()
             moved = False

@@ -242,3 +242,50 @@ def test_logit_curvature_along_is_autograds_second_derivative(K, weighted):
     got32 = logit_curvature_along(Z.float(), y, None if sw is None else sw.float(), 9.0, z.float())
     assert got32.dtype == torch.float64
     assert float(got32) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("kind", ["dense", "block"])
+def test_stale_decrement_bound_holds(K, kind):
+    """The decrement in a metric measured afresh never exceeds the bound from the drift."""
+    from sktorch_lr._curvature import logit_drift, stale_decrement_bound
+    from sktorch_lr._objective import linear_logits
+
+    rng = np.random.default_rng(K)
+    n, d = 80, 3
+    X = torch.as_tensor(rng.normal(size=(n, d)) * [1.0, 5.0, 0.2])
+    y = torch.as_tensor(rng.integers(0, max(K, 2), n))
+    y = y.double() if K == 1 else y
+    sw = torch.as_tensor(rng.uniform(0.5, 2.0, n))
+    penalty = Penalty(0.01, 0.0)
+
+    def metric(coef, intercept):
+        H, g = model_hessian(X, y, sw, penalty, float(sw.sum()), coef, intercept)
+        if kind == "block":
+            mask = torch.zeros_like(H, dtype=torch.bool)
+            for k in range(K):
+                idx = [k * d + j for j in range(d)] + [K * d + k]
+                mask[np.ix_(idx, idx)] = True
+            H = torch.where(mask, H, 0.0)
+        return H, g
+
+    ratios = []
+    for trial in range(40):
+        coef = torch.as_tensor(rng.normal(size=(K, d)))
+        intercept = torch.as_tensor(rng.normal(size=K))
+        H_then, _ = metric(coef, intercept)
+        scale = 10.0 ** rng.uniform(-3, 0.5)
+        coef2 = coef + scale * torch.as_tensor(rng.normal(size=(K, d)))
+        intercept2 = intercept + scale * torch.as_tensor(rng.normal(size=K))
+        H_now, g = metric(coef2, intercept2)
+        if K > 1:  # the softmax's shared shift: off the problem (as the solver projects it)
+            H_then = H_then + 1e-9 * torch.eye(len(g), dtype=H_then.dtype)
+            H_now = H_now + 1e-9 * torch.eye(len(g), dtype=H_now.dtype)
+        stale = float(g @ torch.linalg.solve(H_then, g)) ** 0.5
+        fresh = float(g @ torch.linalg.solve(H_now, g)) ** 0.5
+        drift = logit_drift(linear_logits(X, coef2, intercept2), linear_logits(X, coef, intercept))
+        bound = stale_decrement_bound(stale, kind, drift)
+        assert fresh <= bound * (1 + 1e-9), (trial, fresh, bound)
+        ratios.append(bound / fresh)
+    assert min(ratios) < 1.5  # small moves: the bound is close
+    assert stale_decrement_bound(1.0, "diagonal", 0.0) is None
