@@ -545,9 +545,9 @@ class ConjugateStep:
             self.restart()
             self.metric = state.preconditioner
         grads = [p.grad for p in params]
-        beta = self.momentum(grads, direction) if state.buffers else 0.0
+        beta = self.momentum(grads, direction)  # and remember this direction
         if not state.buffers:
-            self.momentum(grads, direction)  # remember this direction
+            beta = 0.0  # no previous step to build on
         lr = None
         if beta > 0:
             v = [beta * b + d for b, d in zip(state.buffers, direction, strict=True)]
