@@ -116,6 +116,7 @@ class BatchProblem:
         self.n_problems = weights.shape[0]
         self.n_samples, self.n_features = X.shape
         self.mean = None
+        self.keep_logits = False  # for ConjugateStep's curvature_along
         self.logits = None  # of the last evaluation, when it was one block of rows
         # The row products x_ij x_il of the curvature rows, which no step changes.
         self._products = {}
@@ -158,10 +159,11 @@ class BatchProblem:
     def objectives(self, coef, intercept, idx):
         """``J_p`` of problems ``idx`` (differentiable): shape ``(len(idx),)``.
 
-        Keeps the logits ``(n, len(idx), K)`` in ``self.logits``.
+        With ``keep_logits``, keeps the logits ``(n, len(idx), K)`` in ``self.logits``.
         """
         Z = self._logits(self.X, coef, intercept, idx)
-        self.logits = Z.detach()
+        if self.keep_logits:
+            self.logits = Z.detach()
         data = self._data_terms(Z, self.y, self.weights[idx])
         pen = 0.5 * self.l2[idx] * coef.pow(2).sum((1, 2))
         return data / self.weight_sum[idx] + pen
@@ -171,7 +173,7 @@ class BatchProblem:
         (one product ``X v``, through the centring; the logits are linear in the parameters)."""
         return self._logits(self.X, coef, intercept, idx)
 
-    def keeps_logits(self, n_problems):
+    def fits_one_block(self, n_problems):
         """Whether :meth:`evaluate` of this many problems keeps their logits (one block of rows)."""
         return self.n_samples * n_problems * self.n_outputs <= CHUNK_NUMBERS
 
@@ -581,15 +583,14 @@ def solve_batch(
         problem.project_(parts, idx)
         return direction
 
-    f, grad = evaluate(every, theta)
-    _check(f, 0)
-    # ConjugateStep's rule (per problem) where the single solver takes it: block
-    # metrics of few classes, and the logits of every problem kept (one block of rows).
     # ConjugateStep's rule (per problem) where the single solver takes it: block
     # metrics of few classes, with the logits at theta (n, B, K) kept (one block of rows).
     conjugate = (
-        kind in ConjugateStep.KINDS and K <= ConjugateStep.MAX_CLASSES and problem.keeps_logits(B)
+        kind in ConjugateStep.KINDS and K <= ConjugateStep.MAX_CLASSES and problem.fits_one_block(B)
     )
+    problem.keep_logits = conjugate
+    f, grad = evaluate(every, theta)
+    _check(f, 0)
     # Where each problem's metric was measured, for stale_decrement_bound.
     measured_theta = theta.clone()
     if conjugate:

@@ -212,7 +212,7 @@ def _persist(*arrays):
 class DaskProblem(Problem):
     """:class:`~sktorch_lr._solver.Problem` whose objective and gradient are a map-reduce."""
 
-    keeps_logits = False  # the logits stay on the workers
+    rows_at_hand = False  # the rows stay on the workers
 
     def __init__(self, data, penalty, *, fit_intercept):
         super().__init__(data, penalty, fit_intercept=fit_intercept, centred=True)

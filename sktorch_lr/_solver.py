@@ -180,15 +180,19 @@ class Problem:
         densified.
     """
 
-    # evaluate() keeps the logits, so curvature_along works (ConjugateStep's need).
-    keeps_logits = True
+    # The rows are in this process: curvature_along and logit_change can run
+    # (ConjugateStep and the stale-metric bound). Not so for Dask.
+    rows_at_hand = True
 
     def __init__(self, data, penalty, *, fit_intercept, centred):
         self.data = data
         self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.mean = data.weighted_mean() if centred and fit_intercept else None
-        self.logits = None  # of the last full evaluation (when keeps_logits)
+        # Whether a full evaluation keeps its logits (self.logits), for curvature_along:
+        # only while ConjugateStep needs them (on 1M x 100 they are 4 MB and more).
+        self.keep_logits = False
+        self.logits = None
 
     # --- parametrisation
     def model_intercept(self, coef, intercept):
@@ -217,8 +221,8 @@ class Problem:
         None for all the data. Dense data taller than :data:`EVAL_CHUNK_ROWS`
         go through in row blocks whose gradients autograd accumulates into
         ``.grad``: the same sum, with the per-sample temporaries of one block
-        alive at a time. A full evaluation keeps its logits (``self.logits``)
-        for :meth:`curvature_along`.
+        alive at a time. With ``keep_logits`` a full evaluation keeps its
+        logits (``self.logits``) for :meth:`curvature_along`.
         """
         coef = params[0]
         raw = params[1] if self.fit_intercept else None
@@ -230,6 +234,7 @@ class Problem:
             X, y, sw, normalizer = batch
         n = X.shape[0]
         self.logits = None
+        keep = self.keep_logits and batch is None
         logits = []
         loss = 0.0
         step = n if X.layout == torch.sparse_coo else EVAL_CHUNK_ROWS
@@ -243,8 +248,9 @@ class Problem:
                 part = part if pen is None else part + pen
             part.backward()
             loss = loss + part.detach()
-            logits.append(z.detach())
-        if batch is None:
+            if keep:
+                logits.append(z.detach())
+        if keep:
             # The logits at these parameters, for curvature_along.
             self.logits = logits[0] if len(logits) == 1 else torch.cat(logits)
         self.project_([p.grad for p in params])
@@ -290,6 +296,29 @@ class Problem:
             if self.penalty.l2:
                 value = value + self.penalty.l2 * coef_v.double().square().sum()
         return float(value)
+
+    def drift_since(self, params, then):
+        """:func:`~sktorch_lr._curvature.logit_drift` of the logits from parameters ``then``.
+
+        One product ``X (params - then)`` through the centring (the logits are
+        linear in the parameters), a block of rows at a time, so no ``(n, K)``
+        array is kept.
+        """
+        X, _, _ = self.data.full()
+        coef = params[0].detach() - then[0]
+        intercept = None
+        if self.fit_intercept:
+            intercept = self.model_intercept(coef, params[1].detach() - then[1])
+        step = X.shape[0] if X.layout == torch.sparse_coo else EVAL_CHUNK_ROWS
+        with torch.no_grad():
+            return max(
+                logit_drift(
+                    linear_logits(
+                        X if step == X.shape[0] else X[start : start + step], coef, intercept
+                    )
+                )
+                for start in range(0, X.shape[0], step)
+            )
 
     def curvature_data(self):
         """The rows the curvature is measured on (``TrainingData`` strides them itself)."""
@@ -791,8 +820,9 @@ def solve(
     growth = BatchGrowth()
     spectrum = SpectrumEstimate()
     conjugate = None
-    if problem.keeps_logits and ConjugateStep.applies(state, preconditioner_kind, n_outputs):
+    if problem.rows_at_hand and ConjugateStep.applies(state, preconditioner_kind, n_outputs):
         conjugate = ConjugateStep()
+    problem.keep_logits = conjugate is not None
     moved = False  # whether the parameters moved since the preconditioner was measured
 
     def direction_of(grads):
@@ -813,7 +843,7 @@ def solve(
     _check_finite(f, state, epoch=0)
     f_start = f
     # The logits where the preconditioner was measured (a full fit measures it here).
-    measured_at = problem.logits if adaptive and full_batch else None
+    measured_at = _copies(params) if adaptive and full_batch else None
     grads = problem.optimality_gradients(params)
     direction = direction_of([p.grad for p in params])
     decrement, grad_max = measure_of(grads, direction)
@@ -884,14 +914,14 @@ def solve(
             # understate the decrement. Where the logits moved little since, a bound
             # of the fresh decrement says enough; otherwise confirm with a fresh one.
             bound = None
-            if full_batch and measured_at is not None and problem.logits is not None:
-                drift = logit_drift(problem.logits, measured_at)
+            if full_batch and measured_at is not None and problem.rows_at_hand:
+                drift = problem.drift_since(params, measured_at)
                 bound = stale_decrement_bound(decrement, state.preconditioner.kind, drift)
             if bound is not None and bound <= tol:
                 converged = True
                 break
             state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
-            measured_at = problem.logits
+            measured_at = _copies(params)
             schedule.measured()
             moved = False
             direction = direction_of([p.grad for p in params])
@@ -916,7 +946,7 @@ def solve(
                 state.preconditioner = _remeasure(
                     problem, params, state, preconditioner_kind, retune
                 )
-                measured_at = problem.logits
+                measured_at = _copies(params)
                 schedule.measured()
                 moved = False
                 direction = direction_of([p.grad for p in params])
@@ -926,7 +956,7 @@ def solve(
         progress = decrement / previous_decrement if previous_decrement > 0 else 0.0
         if full_batch and accepted and schedule.due(progress):
             state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
-            measured_at = problem.logits
+            measured_at = _copies(params)
             schedule.measured()
             spectrum.reset()
             moved = False
@@ -950,6 +980,10 @@ def solve(
         decrement=decrement if state.preconditioner is not None else grad_max,
         history=None if history is None else history.rows,
     )
+
+
+def _copies(params):
+    return [p.detach().clone() for p in params]
 
 
 def _remeasure(problem, params, state, kind, retune):

@@ -188,6 +188,7 @@ def test_batch_curvature_is_each_problems_hessian(kind, K):
     coef = torch.as_tensor(rng.normal(size=(B, K, d)) * 0.1)
     intercept = torch.as_tensor(rng.normal(size=(B, K)))
     H = problem.measure(coef, intercept, torch.arange(B), kind)
+    problem.keep_logits = True
     problem.evaluate(coef, intercept, torch.arange(B))
     coef_v = torch.as_tensor(rng.normal(size=(B, K, d)))
     intercept_v = torch.as_tensor(rng.normal(size=(B, K)))

@@ -272,6 +272,7 @@ def test_curvature_along_is_the_centred_objectives_second_derivative(sparse, n_c
     K = 1 if binary else n_classes
     penalty = penalty_strengths(0.3, 0.0, data.weight_sum)
     problem = Problem(data, penalty, fit_intercept=True, centred=True)
+    problem.keep_logits = True
     params = [
         torch.tensor(rng.randn(K, 5) * 0.1, requires_grad=True),
         torch.tensor(rng.randn(K) * 0.1, requires_grad=True),
