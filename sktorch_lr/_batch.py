@@ -735,7 +735,9 @@ def solve_batch(
                 z = problem.logit_change(*_unpack(change, fit_intercept), ids)
             bound = stale_decrement_bound(dec[stale], kind, logit_drift(z, per_problem=True))
             if bound is not None:
-                stale[stale.clone()] = ~(bound <= tol)
+                confirmed = torch.zeros_like(stale)
+                confirmed[stale] = bound <= tol
+                stale &= ~confirmed
         due = ok & (since[idx] >= schedule.min_epochs) & ~(dec / previous <= schedule.FAST)
         fresh = stale | (due & ~below)
         renew = idx[fresh]
@@ -769,8 +771,10 @@ def solve_batch(
             break
         keep = active[idx]
         direction = direction[keep]
-        # --- SpectrumEstimate's rule for accepted steps in a metric kept
-        learn = idx[keep & ok & ~fresh & (not conjugate)]
+        # --- SpectrumEstimate's rule for accepted steps in a metric kept (heavy ball only)
+        if conjugate:
+            continue
+        learn = idx[keep & ok & ~fresh]
         new_low = _learn_low(history, seen, learn, decrement, lr, momentum, low)
         if new_low is not None:
             changed, values = new_low

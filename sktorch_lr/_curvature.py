@@ -162,7 +162,7 @@ def stale_decrement_bound(decrement, kind, drift):
     return None
 
 
-def logit_curvature_along(logits, y, sample_weight, normalizer, z):
+def logit_curvature_along(logits, sample_weight, normalizer, z):
     """``sum_i z_i^T A_i z_i``: the data term's second derivative along logit changes ``z``.
 
     ``A_i`` is sample ``i``'s logit Hessian (:func:`logit_curvature`), in its
@@ -172,8 +172,8 @@ def logit_curvature_along(logits, y, sample_weight, normalizer, z):
     for a direction ``v`` of the parameters, this plus the penalty's
     ``l2 ||v_W||^2`` is ``v^T H v``: the curvature of the objective along
     ``v``, in one matrix product (the tests check it against autograd's
-    Hessian-vector product). ``y`` is unused: the logistic losses' curvature
-    does not depend on the labels.
+    Hessian-vector product). It needs no labels: the logistic losses'
+    curvature does not depend on them.
     """
     per_sample = logit_variance(logits, z)
     if sample_weight is not None:

@@ -232,18 +232,14 @@ class Problem:
             normalizer = self.data.weight_sum
         else:
             X, y, sw, normalizer = batch
-        n = X.shape[0]
         self.logits = None
         keep = self.keep_logits and batch is None
         logits = []
         loss = 0.0
-        step = n if X.layout == torch.sparse_coo else EVAL_CHUNK_ROWS
-        for start in range(0, n, step):
-            rows = slice(start, start + step)
-            Xr = X if X.layout == torch.sparse_coo else X[rows]
+        for rows, Xr in _row_blocks(X):
             z = linear_logits(Xr, coef, self.model_intercept(coef, raw))
             part = data_term(z, y[rows], None if sw is None else sw[rows], normalizer)
-            if start == 0:  # the penalty once
+            if rows.start == 0:  # the penalty once
                 pen = penalty_term(coef, penalty, include_l1=False)
                 part = part if pen is None else part + pen
             part.backward()
@@ -287,12 +283,12 @@ class Problem:
         change along ``v``, through the centring) and the closed-form logit
         curvature at the kept logits (:func:`~sktorch_lr._curvature.logit_curvature_along`).
         """
-        X, y, sw = self.data.full()
+        X, _, sw = self.data.full()
         coef_v = direction[0]
         intercept_v = self.model_intercept(coef_v, direction[1]) if self.fit_intercept else None
         with torch.no_grad():
             z = linear_logits(X, coef_v, intercept_v)
-            value = logit_curvature_along(self.logits, y, sw, self.data.weight_sum, z)
+            value = logit_curvature_along(self.logits, sw, self.data.weight_sum, z)
             if self.penalty.l2:
                 value = value + self.penalty.l2 * coef_v.double().square().sum()
         return float(value)
@@ -309,16 +305,8 @@ class Problem:
         intercept = None
         if self.fit_intercept:
             intercept = self.model_intercept(coef, params[1].detach() - then[1])
-        step = X.shape[0] if X.layout == torch.sparse_coo else EVAL_CHUNK_ROWS
         with torch.no_grad():
-            return max(
-                logit_drift(
-                    linear_logits(
-                        X if step == X.shape[0] else X[start : start + step], coef, intercept
-                    )
-                )
-                for start in range(0, X.shape[0], step)
-            )
+            return max(logit_drift(linear_logits(Xr, coef, intercept)) for _, Xr in _row_blocks(X))
 
     def curvature_data(self):
         """The rows the curvature is measured on (``TrainingData`` strides them itself)."""
@@ -598,7 +586,7 @@ class ConjugateStep:
         if self.previous is not None:
             gd_prev, d_prev = self.previous
             beta = self.polak_ribiere(gd, _dot(grads, d_prev), gd_prev)
-        self.previous = (gd, [d.detach().clone() for d in direction])
+        self.previous = (gd, _copies(direction))
         return beta
 
     @staticmethod
@@ -856,7 +844,7 @@ def solve(
         if history is not None:
             history.epoch_start(params)
         if full_batch:
-            before = [p.detach().clone() for p in params] if adaptive else None
+            before = _copies(params) if adaptive else None
             if conjugate is not None:
                 conjugate.choose_(params, state, problem, direction, control.halvings)
             step_(params, state, problem.penalty, direction)
@@ -982,8 +970,19 @@ def solve(
     )
 
 
-def _copies(params):
-    return [p.detach().clone() for p in params]
+def _copies(tensors):
+    return [t.detach().clone() for t in tensors]
+
+
+def _row_blocks(X):
+    """``(rows, X[rows])`` in blocks of :data:`EVAL_CHUNK_ROWS` rows; sparse ``X`` whole."""
+    n = X.shape[0]
+    if X.layout == torch.sparse_coo or n <= EVAL_CHUNK_ROWS:
+        yield slice(0, n), X
+        return
+    for start in range(0, n, EVAL_CHUNK_ROWS):
+        rows = slice(start, start + EVAL_CHUNK_ROWS)
+        yield rows, X[rows]
 
 
 def _remeasure(problem, params, state, kind, retune):

@@ -237,10 +237,10 @@ def test_logit_curvature_along_is_autograds_second_derivative(K, weighted):
         return data_term(Z + t * z, y, sw, 9.0)
 
     expected = torch.autograd.functional.hessian(along, torch.zeros((), dtype=torch.float64))
-    got = logit_curvature_along(Z, y, sw, 9.0, z)
+    got = logit_curvature_along(Z, sw, 9.0, z)
     assert float(got) == pytest.approx(float(expected), rel=1e-12)
     # float32 logits: computed in float64 all the same.
-    got32 = logit_curvature_along(Z.float(), y, None if sw is None else sw.float(), 9.0, z.float())
+    got32 = logit_curvature_along(Z.float(), None if sw is None else sw.float(), 9.0, z.float())
     assert got32.dtype == torch.float64
     assert float(got32) == pytest.approx(float(expected), rel=1e-5)
 
