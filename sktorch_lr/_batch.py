@@ -230,9 +230,10 @@ class BatchProblem:
         with torch.no_grad():
             if intercept_grad is not None:
                 intercept_grad.sub_(intercept_grad.mean(1, keepdim=True))
-            free = self.l2[idx] == 0
-            if bool(free.any()):
-                coef_grad[free] -= coef_grad[free].mean(1, keepdim=True)
+            # No L1 in the batch: every problem's coefficients keep a zero mean over
+            # the classes (they start at zero), where the penalty's gradient along
+            # the shared shift is zero too.
+            coef_grad.sub_(coef_grad.mean(1, keepdim=True))
 
     # --- curvature
 

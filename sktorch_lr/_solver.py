@@ -193,6 +193,8 @@ class Problem:
         # only while ConjugateStep needs them (on 1M x 100 they are 4 MB and more).
         self.keep_logits = False
         self.logits = None
+        # Whether full evaluations sum in float64 (refine_precision).
+        self.float64_sums = False
 
     # --- parametrisation
     def model_intercept(self, coef, intercept):
@@ -212,6 +214,37 @@ class Problem:
         if intercept is not None and self.mean is not None:
             with torch.no_grad():
                 intercept.sub_(coef @ self.mean)
+
+    def refine_precision(self):
+        """From now on, sum full evaluations in float64; False where nothing changes.
+
+        A float32 gradient is a sum of ``n`` float32 products: its rounding
+        grows with ``n`` and with the features' offsets from their means
+        (the implicit centring subtracts ``mean * sum(r)`` from ``X^T r``), and
+        in the preconditioned metric it can exceed ``tol`` (2,500 rows whose
+        offsets are 10 times their spread: a decrement of 3e-4 from rounding
+        alone). :func:`solve` calls this when float32 stalls above ``tol``:
+        each block of rows is then centred and multiplied in float64, and the
+        gradients are rounded to float32 once, at the end. The parameters stay
+        in the training dtype.
+        """
+        if self.float64_sums or self.data.dtype == torch.float64:
+            return False
+        self.float64_sums = True
+        return True
+
+    def _float64_block(self, Xr, coef, raw):
+        """``(X_block, coef, intercept)`` in float64 for :meth:`evaluate`, explicitly
+        centred (a sparse block keeps the centring in the intercept)."""
+        coef = coef.to(torch.float64)
+        raw = None if raw is None else raw.to(torch.float64)
+        Xr = Xr.to(torch.float64)
+        if raw is None or self.mean is None:
+            return Xr, coef, raw
+        mean = self.mean.to(torch.float64)
+        if Xr.layout == torch.sparse_coo:
+            return Xr, coef, raw - coef @ mean
+        return Xr - mean, coef, raw
 
     # --- objective and gradient
     def evaluate(self, params, batch=None):
@@ -236,9 +269,17 @@ class Problem:
         keep = self.keep_logits and batch is None
         logits = []
         loss = 0.0
+        exact = self.float64_sums and batch is None
         for rows, Xr in _row_blocks(X):
-            z = linear_logits(Xr, coef, self.model_intercept(coef, raw))
-            part = data_term(z, y[rows], None if sw is None else sw[rows], normalizer)
+            yr, swr = y[rows], None if sw is None else sw[rows]
+            if exact:
+                Xr, coef_r, intercept_r = self._float64_block(Xr, coef, raw)
+                yr = yr.to(torch.float64) if yr.is_floating_point() else yr
+                swr = None if swr is None else swr.to(torch.float64)
+            else:
+                coef_r, intercept_r = coef, self.model_intercept(coef, raw)
+            z = linear_logits(Xr, coef_r, intercept_r)
+            part = data_term(z, yr, swr, normalizer)
             if rows.start == 0:  # the penalty once
                 pen = penalty_term(coef, penalty, include_l1=False)
                 part = part if pen is None else part + pen
@@ -256,24 +297,41 @@ class Problem:
             return loss + penalty_term(coef, penalty._replace(l2=0.0))
 
     def project_(self, grads):
-        """Remove, in place, what rounding put along the softmax's null directions.
+        """Remove, in place, what rounding put along the softmax's shared shifts.
 
         Shifting every class's intercept by the same amount changes no
-        probability, so the intercept gradients sum to zero over the classes;
-        without a penalty the same holds for the coefficients. In floating
-        point they sum to rounding noise, which a preconditioner nearly
-        singular along that direction would blow up; the preconditioned
-        directions are projected too, so the classes' intercepts keep their
-        sum and the fitted model does not depend on the trajectory.
+        probability, so the intercept gradients sum to zero over the classes.
+        So do the coefficients' without an L1 part: the data term does not
+        change along a shift ``v`` shared by all classes, and an L2 penalty's
+        gradient there is ``l2`` times the classes' mean, zero on the
+        coefficients :meth:`centre_classes_` keeps. In floating point these
+        sums are rounding noise, which a preconditioner nearly singular along
+        that direction would blow up; the preconditioned directions are
+        projected too. A per-class metric (the block preconditioner) sees
+        each class's curvature along ``v`` but not that the shared shift has
+        only the penalty's: unprojected, its steps drift along that flat
+        direction and come back over hundreds of epochs (a near-constant
+        column without an intercept, 300 parameters: 870 epochs).
         """
         if grads is None or grads[0].shape[0] < 2:
             return grads
         with torch.no_grad():
             if self.fit_intercept:
                 grads[1].sub_(grads[1].mean())
-            if not self.penalty.l2 and not self.penalty.l1:
+            if not self.penalty.l1:
                 grads[0].sub_(grads[0].mean(0, keepdim=True))
         return grads
+
+    def centre_classes_(self, params):
+        """In place: coefficients whose mean over the classes is zero, without an L1 part.
+
+        Subtracting that mean changes no probability and lowers an L2 penalty,
+        so the optimum has it, and :meth:`project_`'s directions keep it.
+        """
+        coef = params[0]
+        if coef.shape[0] >= 2 and not self.penalty.l1:
+            with torch.no_grad():
+                coef.sub_(coef.mean(0, keepdim=True))
 
     def curvature_along(self, params, direction):
         """``v^T H v`` for ``v = direction`` at the last full evaluation's parameters.
@@ -826,6 +884,7 @@ def solve(
             direction = problem.project_(P.undamped().direction(grads))
         return _gradient_measure(grads, direction)
 
+    problem.centre_classes_(params)
     zero_grad_(params)
     f = float(problem.evaluate(params))
     _check_finite(f, state, epoch=0)
@@ -920,6 +979,19 @@ def solve(
         if not adaptive:
             continue
         if full_batch and check_convergence and stall.update(f, f_old, decrement, noise):
+            if decrement > tol and problem.refine_precision():
+                # The float32 sums' rounding is the floor: go on with float64 sums,
+                # from a fresh gradient and without the momentum built on noise.
+                stall = StallStop()
+                state.buffers = []
+                if conjugate is not None:
+                    conjugate.restart()
+                zero_grad_(params)
+                f = float(problem.evaluate(params))
+                grads = problem.optimality_gradients(params)
+                direction = direction_of([p.grad for p in params])
+                decrement, grad_max = measure_of(grads, direction)
+                continue
             # No step lowers the objective in this precision. Below sqrt(eps) the
             # decrement itself is rounding: converged as far as the dtype allows.
             stalled = True

@@ -372,3 +372,99 @@ def test_conjugate_steps_need_fewer_epochs_than_heavy_ball_on_digits(monkeypatch
     optimum = J(TorchLogisticRegression(C=10.0, tol=1e-10, max_iter=5000).fit(X, y))
     assert 0 <= J(conjugate) - optimum < 1e-6
     assert 0 <= J(heavy_ball) - optimum < 1e-6
+
+
+# ------------------------------------------- float32 sums and the shared shift
+
+
+def _offset_problem(seed=0, n=2500, d=60, n_classes=3, offset=10.0):
+    """Features 10 times as far from zero as their spread, scales over six decades."""
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(n, d))
+    logits = Z @ rng.normal(size=(d, n_classes))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(n_classes, p=row) for row in p])
+    X = (Z + offset * rng.normal(size=d)) * 10.0 ** rng.uniform(-3, 3, size=d)
+    return X, y
+
+
+def test_float64_sums_are_the_float64_gradient_to_float32_rounding():
+    X, y = _offset_problem(n=2500, d=20)
+    X = X.astype(np.float32).astype(np.float64)  # the same numbers in both dtypes
+    # Entries on the standardised scale: a coefficient's gradient grows with its column.
+    scale = torch.as_tensor(np.r_[np.tile(1.0 / X.std(0), 3), np.ones(3)])
+    mean = torch.as_tensor(X.mean(0), dtype=torch.float32).double()
+
+    def gradient(dtype, refine):
+        data = TrainingData(X, y, None, binary=False, device=torch.device("cpu"), dtype=dtype)
+        penalty = penalty_strengths(1.0, 0.0, data.weight_sum)
+        problem = Problem(data, penalty, fit_intercept=True, centred=True)
+        problem.mean = mean.to(dtype)  # the same shift in both dtypes
+        # float64 data already sum in float64: nothing to refine.
+        assert problem.refine_precision() is (refine and dtype == torch.float32) or not refine
+        problem.float64_sums = refine
+        coef = torch.full((3, 20), 1e-3, dtype=dtype, requires_grad=True)
+        c = torch.zeros(3, dtype=dtype, requires_grad=True)
+        problem.evaluate([coef, c])
+        assert coef.grad.dtype == dtype
+        return torch.cat([coef.grad.ravel(), c.grad]).double() * scale
+
+    exact = gradient(torch.float64, False)
+    err_plain = (gradient(torch.float32, False) - exact).abs().max()
+    err_refined = (gradient(torch.float32, True) - exact).abs().max()
+    assert err_refined <= 1e-6 * exact.abs().max()
+    assert err_refined < 0.1 * err_plain
+
+
+@pytest.mark.parametrize("refine", [True, False], ids=["float64 sums", "float32 sums"])
+def test_float32_fit_goes_on_with_float64_sums_where_its_own_rounding_stalls_it(
+    refine, monkeypatch
+):
+    """Columns 3,000 times as far from zero as their spread: float32's sums stall the
+    fit above tol (decrement about 1e-3), float64 sums take it on to tol."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from sktorch_lr import TorchLogisticRegression
+
+    from .conftest import objective_value
+
+    X, y = _offset_problem(n=120, d=15, n_classes=3, offset=3000.0)
+    C = 1e4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # float64 too stops at its own rounding
+        reference = TorchLogisticRegression(C=C, tol=1e-8).fit(X, y)
+    optimum = objective_value(reference.coef_, reference.intercept_, X, y, C=C)
+    if not refine:
+        monkeypatch.setattr(Problem, "refine_precision", lambda self: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = TorchLogisticRegression(C=C).fit(X.astype(np.float32), y)
+    gap = objective_value(est.coef_, est.intercept_, X, y, C=C) - optimum
+    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    if refine:
+        assert not warned and gap < 1e-6
+    else:  # the control: what the float64 sums fix
+        assert warned and gap > 1e-6
+
+
+@pytest.mark.parametrize("kind", ["block", "dense"])
+def test_penalised_multinomial_steps_keep_the_classes_mean_at_zero(kind, monkeypatch):
+    """Near-constant columns, no intercept: the shared shift's only curvature is the
+    penalty's, which the per-class blocks do not see; projected steps never go there."""
+    import sktorch_lr._curvature as curvature
+    from sktorch_lr import TorchLogisticRegression
+
+    monkeypatch.setattr(curvature, "MAX_DENSE_MULTINOMIAL_PARAMS", 10**6 if kind == "dense" else 0)
+    X, y = _offset_problem(seed=37, n=30, d=60, n_classes=5, offset=3000.0)
+    common = dict(C=0.01, fit_intercept=False)
+    est = TorchLogisticRegression(**common).fit(X, y)
+    assert est.n_iter_ < 150  # 870 epochs when the block metric's steps drifted there
+    assert np.abs(est.coef_.mean(0)).max() <= 1e-12 * np.abs(est.coef_).max()
+    # A warm start off that subspace is brought back to it (exact: it only lowers J).
+    est.coef_ = est.coef_ + 1e-3 / X.std(0)
+    est.set_params(warm_start=True, max_iter=1, tol=0.0)
+    est.fit(X, y)
+    assert np.abs(est.coef_.mean(0)).max() <= 1e-12 * np.abs(est.coef_).max()
