@@ -38,6 +38,11 @@ __all__ = ["GradientInspector"]
 # Sample counted as saturated when the naive float32 Sigmoid + BCELoss gradient
 # with respect to its logit is off by more than this fraction of the true one.
 SATURATION_RELATIVE_ERROR = 0.01
+# The inference's Newton steps from the inspected parameters stop once a step is
+# below this many standard errors (the Hessian's metric) ...
+POLISH_TOL = 1e-6
+# ... or after this many steps (a converged fit needs one, a stopped one a few).
+POLISH_MAX_STEPS = 8
 
 
 class GradientInspector:
@@ -92,6 +97,7 @@ class GradientInspector:
         self._inputs = (X, y, sample_weight)
         self._logit_cache = None
         self._hessian_cache = None
+        self._estimate = None  # the parameters the inference is about (_polish)
         data, penalty = estimator._training_problem(
             X, y, sample_weight, dtype=torch.float64, device=torch.device("cpu")
         )
@@ -389,7 +395,8 @@ class GradientInspector:
     def _logit_pieces(self):
         """Each sample's logit derivatives by autograd, checked against their closed forms.
 
-        Returns ``(A, g, max_logit)``: ``A_i = d^2 loss_i / dz_i^2`` of shape
+        Returns ``(A, g, max_logit)`` at :meth:`params` (the optimum the
+        inference is about): ``A_i = d^2 loss_i / dz_i^2`` of shape
         ``(n, K, K)`` and ``g_i = d loss_i / dz_i`` of shape ``(n, K)``, of the
         unweighted losses, by autograd on the logits (one double backward per
         class: the route training's curvature takes), each checked against
@@ -400,34 +407,81 @@ class GradientInspector:
         Hessian the tests check; computed once per inspector.
         """
         if self._logit_cache is None:
-            coef, intercept = self._split(self._theta)
-            with torch.no_grad():
-                logits = linear_logits(self._X, coef, intercept)
-            A, g = logit_curvature(logits, self._y, None, 1.0)
-            if self._n_outputs == 1:
-                p = torch.sigmoid(logits)
-                A_closed = (p * (1 - p))[:, :, None]
-                r = p - self._y[:, None]
-            else:
-                p = torch.softmax(logits, dim=1)
-                A_closed = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-                r = p - torch.nn.functional.one_hot(self._y, self._n_outputs).to(p.dtype)
-            _check_agreement(A, A_closed, "logits' Hessian")
-            _check_agreement(g, r, "per-sample gradient")
-            self._logit_cache = (A.detach(), g.detach(), float(logits.abs().max()))
+            self._polish()
         return self._logit_cache
 
     def _hessian_pieces(self):
-        """``(H, s, A)``: the Hessian of the smooth penalised ``F = S * J``, the
-        sample weights ``s_i`` and the weighted logit curvatures ``s_i A_i``."""
+        """``(H, s, A)`` at :meth:`params`: the Hessian of the smooth penalised
+        ``F = S * J``, the sample weights ``s_i`` and the weighted logit curvatures
+        ``s_i A_i``."""
         if self._hessian_cache is None:
-            A, _, _ = self._logit_pieces()
-            n = len(self._X)
-            s = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
-            A = A * s[:, None, None]
-            H = linear_model_hessian(self._X, A, self._penalty.l2 * self._S, self._fit_intercept)
-            self._hessian_cache = (H, s, A)
+            self._polish()
         return self._hessian_cache
+
+    def _pieces_at(self, theta):
+        """``_logit_pieces`` and ``_hessian_pieces`` at ``theta``, and the gradient of ``F``."""
+        coef, intercept = self._split(theta)
+        with torch.no_grad():
+            logits = linear_logits(self._X, coef, intercept)
+        A, g = logit_curvature(logits, self._y, None, 1.0)
+        if self._n_outputs == 1:
+            p = torch.sigmoid(logits)
+            A_closed = (p * (1 - p))[:, :, None]
+            r = p - self._y[:, None]
+        else:
+            p = torch.softmax(logits, dim=1)
+            A_closed = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+            r = p - torch.nn.functional.one_hot(self._y, self._n_outputs).to(p.dtype)
+        _check_agreement(A, A_closed, "logits' Hessian")
+        _check_agreement(g, r, "per-sample gradient")
+        A, g = A.detach(), g.detach()
+        n = len(self._X)
+        s = self._sw if self._sw is not None else torch.ones(n, dtype=torch.float64)
+        l2 = self._penalty.l2 * self._S
+        A_weighted = A * s[:, None, None]
+        H = linear_model_hessian(self._X, A_weighted, l2, self._fit_intercept)
+        g_F = (g * s[:, None]).T @ self._X + l2 * coef
+        g_F = self._flatten_blocks(g_F, (g * s[:, None]).sum(0))
+        return (A, g, float(logits.abs().max())), (H, s, A_weighted), g_F
+
+    def _polish(self):
+        """Newton steps from the inspected parameters to the optimum the inference is about.
+
+        The estimator stops once its Newton decrement of the per-sample
+        objective ``J`` is below ``tol``; in the metric of the covariance (the
+        Hessian of ``F = S * J``) that leaves it up to ``tol * sqrt(S)``
+        standard errors from the optimum: 0.04 for ``tol=1e-4`` on 200,000
+        rows, enough to move z-values and p-values in their third digit. So the
+        inference first takes full Newton steps in float64 on all rows (the
+        Hessian it needs anyway), until the step is under
+        :data:`POLISH_TOL` standard errors, at most :data:`POLISH_MAX_STEPS`
+        and only while ``F`` falls; from a converged fit that is one step.
+        Not with an L1 part (no Hessian-based inference), nor past the logits
+        of separation (no optimum to reach).
+        """
+        theta = self._theta
+        pieces, hessian, g_F = self._pieces_at(theta)
+        F = None
+        for _ in range(POLISH_MAX_STEPS):
+            if self._penalty.l1 or (
+                not self._penalty.l2 and pieces[2] > _inference.SEPARATION_LOGIT
+            ):
+                break
+            try:
+                step = _inference.pseudo_inverse(hessian[0], self._null_dims()) @ g_F
+            except ValueError:  # singular: covariance() says why
+                break
+            if float(g_F @ step) <= POLISH_TOL**2:
+                break
+            F = float(self._objective(theta, include_l1=False)) if F is None else F
+            candidate = theta - step
+            F_new = float(self._objective(candidate, include_l1=False))
+            if not F_new <= F + 1e-13 * abs(F):
+                break
+            theta, F = candidate, F_new
+            pieces, hessian, g_F = self._pieces_at(theta)
+        self._estimate = theta
+        self._logit_cache, self._hessian_cache = pieces, hessian
 
     def _sample_gradients(self):
         """The per-sample gradients of the unweighted losses, ``(n, n_params)``."""
@@ -533,8 +587,18 @@ class GradientInspector:
         return _inference.check_finite(self._report(cov, both_sides=True), "covariance").numpy()
 
     def params(self):
-        """The fitted parameters in the order (and parametrisation) of :meth:`covariance`."""
-        return self._report(self._theta).numpy().copy()
+        """The optimum the inference is about, in the order (and parametrisation) of
+        :meth:`covariance`.
+
+        The inspected parameters (the estimator's, or ``coef`` and
+        ``intercept``) polished by Newton steps in float64 on all rows until
+        they are within :data:`POLISH_TOL` standard errors of the optimum: a fit
+        stopped by its ``tol`` can be a few hundredths of a standard error
+        away, which would show in the p-values. With an L1 part, or separated
+        classes, the inspected parameters as they are.
+        """
+        self._logit_pieces()
+        return self._report(self._estimate).numpy().copy()
 
     def summary(self, kind="auto", alpha=0.05, **kwargs):
         """Coefficients, standard errors, z, p-values and confidence intervals.
@@ -619,12 +683,13 @@ class GradientInspector:
         H, s, _ = self._hessian_pieces()
         G = self._sample_gradients()
         H_inv = _inference.pseudo_inverse(H, self._null_dims())
+        coef, intercept = self._split(self._estimate)
         test = GradientInspector(
             self.estimator,
             X_test,
             y_test,
-            coef=self._split(self._theta)[0].numpy(),
-            intercept=None if not self._fit_intercept else self._split(self._theta)[1].numpy(),
+            coef=coef.numpy(),
+            intercept=None if intercept is None else intercept.numpy(),
         )
         G_test = torch.as_tensor(test.per_sample_gradients("analytic"))
         return ((G * s[:, None]) @ H_inv @ G_test.T).numpy()
