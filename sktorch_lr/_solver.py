@@ -979,9 +979,11 @@ def solve(
         if not adaptive:
             continue
         if full_batch and check_convergence and stall.update(f, f_old, decrement, noise):
-            if decrement > tol and problem.refine_precision():
-                # The float32 sums' rounding is the floor: go on with float64 sums,
-                # from a fresh gradient and without the momentum built on noise.
+            resolution = max(tol, math.sqrt(eps))
+            if decrement > resolution and problem.refine_precision():
+                # Short of tol, and of what the dtype can resolve: the float32 sums'
+                # rounding is the floor. Go on with float64 sums, from a fresh
+                # gradient and without the momentum built on noise.
                 stall = StallStop()
                 state.buffers = []
                 if conjugate is not None:
@@ -995,7 +997,7 @@ def solve(
             # No step lowers the objective in this precision. Below sqrt(eps) the
             # decrement itself is rounding: converged as far as the dtype allows.
             stalled = True
-            converged = decrement <= max(tol, math.sqrt(eps))
+            converged = decrement <= resolution
             break
         if not full_batch and growth.grow(f, noise):
             batch_size *= 2
