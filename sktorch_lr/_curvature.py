@@ -449,7 +449,8 @@ def class_blocks(Xa, a):
         out = Xa.new_zeros(m, K * m)
         for start in range(0, n, step):
             rows = Xa[start : start + step]
-            weighted = (a[start : start + step, :, None] * rows[:, None, :]).reshape(len(rows), K * m)
+            weighted = a[start : start + step, :, None] * rows[:, None, :]
+            weighted = weighted.reshape(len(rows), K * m)
             out += rows.T @ weighted
         return out.reshape(m, K, m).transpose(0, 1)
     rows, cols = torch.triu_indices(m, m, device=Xa.device)
