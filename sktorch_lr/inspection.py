@@ -43,6 +43,10 @@ SATURATION_RELATIVE_ERROR = 0.01
 POLISH_TOL = 1e-6
 # ... or after this many steps (a converged fit needs one, a stopped one a few).
 POLISH_MAX_STEPS = 8
+# Parameters farther than this many standard errors from the optimum are not a
+# fit of the inspected data (a fit stopped by tol is within tol * sqrt(S)): the
+# inference stays at them.
+POLISH_MAX_START = 100.0
 
 
 class GradientInspector:
@@ -59,7 +63,8 @@ class GradientInspector:
     sample_weight : array-like of shape (n_samples,), default=None
         Multiplied by the estimator's ``class_weight``, as in ``fit``.
     coef : array-like of shape like ``coef_``, default=None
-        Evaluate at these coefficients instead of the fitted ones.
+        Evaluate at these coefficients instead of the fitted ones (the
+        inference too: it is not polished to the optimum, see :meth:`params`).
     intercept : array-like of shape like ``intercept_``, default=None
         Evaluate at this intercept instead of the fitted one.
 
@@ -94,6 +99,8 @@ class GradientInspector:
     def __init__(self, estimator, X, y, sample_weight=None, *, coef=None, intercept=None):
         check_is_fitted(estimator)
         self.estimator = estimator
+        # Inference on the estimator's own parameters polishes them (see _polish).
+        self._polishable = coef is None and intercept is None
         self._inputs = (X, y, sample_weight)
         self._logit_cache = None
         self._hessian_cache = None
@@ -457,12 +464,15 @@ class GradientInspector:
         :data:`POLISH_TOL` standard errors, at most :data:`POLISH_MAX_STEPS`
         and only while ``F`` falls; from a converged fit that is one step.
         Not with an L1 part (no Hessian-based inference), nor past the logits
-        of separation (no optimum to reach).
+        of separation (no optimum to reach), nor for parameters given to the
+        inspector or more than :data:`POLISH_MAX_START` standard errors from
+        the optimum (not a fit of these data).
         """
         theta = self._theta
         pieces, hessian, g_F = self._pieces_at(theta)
         F = None
-        for _ in range(POLISH_MAX_STEPS):
+        steps = POLISH_MAX_STEPS if self._polishable else 0
+        for step_number in range(steps):
             if self._penalty.l1 or (
                 not self._penalty.l2 and pieces[2] > _inference.SEPARATION_LOGIT
             ):
@@ -471,7 +481,10 @@ class GradientInspector:
                 step = _inference.pseudo_inverse(hessian[0], self._null_dims()) @ g_F
             except ValueError:  # singular: covariance() says why
                 break
-            if float(g_F @ step) <= POLISH_TOL**2:
+            distance = float(g_F @ step)  # squared, in standard errors
+            if distance <= POLISH_TOL**2 or (step_number == 0 and distance > POLISH_MAX_START**2):
+                # At the optimum; or far from it: not a fit of these data, so the
+                # inspected parameters as they are.
                 break
             F = float(self._objective(theta, include_l1=False)) if F is None else F
             candidate = theta - step
@@ -594,8 +607,10 @@ class GradientInspector:
         ``intercept``) polished by Newton steps in float64 on all rows until
         they are within :data:`POLISH_TOL` standard errors of the optimum: a fit
         stopped by its ``tol`` can be a few hundredths of a standard error
-        away, which would show in the p-values. With an L1 part, or separated
-        classes, the inspected parameters as they are.
+        away, which would show in the p-values. With an L1 part, separated
+        classes, ``coef`` or ``intercept`` given to the inspector, or
+        parameters more than :data:`POLISH_MAX_START` standard errors away
+        (data other than the fit's), the inspected parameters as they are.
         """
         self._logit_pieces()
         return self._report(self._estimate).numpy().copy()

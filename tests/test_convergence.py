@@ -88,3 +88,64 @@ def test_loss_curve_never_rises_with_auto_lr(name):
     est = TorchLogisticRegression(C=1e4).fit(X, y)
     curve = np.asarray(est.loss_curve_)
     assert (np.diff(curve) <= 1e-12 * np.abs(curve[:-1])).all()
+
+
+def _random_problem(seed):
+    """Data no bundled set has: scales over six decades, offsets up to 3,000 spreads,
+    duplicated and constant columns, weights, wide and tall, 2 to 12 classes."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([30, 120, 600, 2500]))
+    d = int(rng.choice([1, 3, 15, 60, 150]))
+    n_classes = int(rng.choice([2, 2, 3, 5, 12]))
+    Z = rng.normal(size=(n, d))
+    if rng.random() < 0.3 and d > 2:
+        Z[:, 1] = Z[:, 0]
+    if rng.random() < 0.2:
+        Z[:, -1] = 1.0
+    logits = Z @ (rng.normal(size=(d, n_classes)) * rng.choice([0.3, 1, 4]))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(n_classes, p=row) for row in p])
+    scale = 10.0 ** rng.uniform(-3, 3, size=d) if rng.random() < 0.6 else np.ones(d)
+    offset = rng.choice([0, 0, 5, 1e3]) * rng.normal(size=d)
+    X = (Z + offset) * scale
+    return dict(
+        X=X,
+        y=y,
+        C=float(rng.choice([1e-10, 1e-4, 1e-2, 1, 100, 1e4])),
+        sample_weight=rng.uniform(0.1, 3, size=n) if rng.random() < 0.3 else None,
+        fit_intercept=bool(rng.random() < 0.85),
+        dtype="float32" if rng.random() < 0.3 else "float64",
+        sparse=bool(rng.random() < 0.2),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40))
+def test_default_fit_reaches_the_optimum_on_random_problems(seed):
+    """Only C, the intercept and the weights set; the optimum the best of scikit-learn's
+    exact solvers and a tight float64 fit of ours (on offset data without an intercept
+    scikit-learn's stop short)."""
+    case = _random_problem(seed)
+    X, y, C, sw = case["X"], case["y"], case["C"], case["sample_weight"]
+    if len(np.unique(y)) < 2:
+        pytest.skip("one class drawn")
+    common = dict(C=C, fit_intercept=case["fit_intercept"])
+
+    def J(model):
+        intercept = model.intercept_ if case["fit_intercept"] else np.zeros(len(model.intercept_))
+        return objective_value(model.coef_, intercept, X, y, C=C, sample_weight=sw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimum = J(TorchLogisticRegression(**common, tol=1e-10, max_iter=5000).fit(X, y, sw))
+        for solver in ("newton-cholesky", "lbfgs"):
+            ref = LogisticRegression(**common, solver=solver, tol=1e-12, max_iter=10_000)
+            optimum = min(optimum, J(ref.fit(X, y, sample_weight=sw)))
+    Xf = X.astype(case["dtype"])
+    if case["sparse"]:
+        Xf = sp.csr_matrix(Xf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = TorchLogisticRegression(**common).fit(Xf, y, sample_weight=sw)
+    assert J(est) - optimum <= (1e-4 if case["dtype"] == "float32" else 1e-5)

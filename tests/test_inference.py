@@ -74,6 +74,12 @@ def test_a_default_fit_is_polished_to_the_optimum_before_inference():
     np.testing.assert_allclose(table["p_value"], ref.pvalues, rtol=RTOL, atol=1e-300)
     # It only polishes: within a standard error's hundredth of what the fit reached.
     assert np.all(np.abs(ins.params() - fitted) < 0.05 * table["std_err"])
+    # Parameters given to the inspector are inspected as they are.
+    given = GradientInspector(est, X, y, coef=est.coef_, intercept=est.intercept_)
+    np.testing.assert_array_equal(given.params(), fitted)
+    # So are parameters far from these data's optimum (another model's).
+    flipped = GradientInspector(est, X, 1 - y)
+    np.testing.assert_array_equal(flipped.params(), fitted)
 
 
 def test_hc0_matches_statsmodels_glm_and_hc1_hc3_the_textbook(binary):
