@@ -462,39 +462,41 @@ class GradientInspector:
         inference first takes full Newton steps in float64 on all rows (the
         Hessian it needs anyway), until the step is under
         :data:`POLISH_TOL` standard errors, at most :data:`POLISH_MAX_STEPS`
-        and only while ``F`` falls; from a converged fit that is one step.
+        and only while that distance falls; from a converged fit that is one
+        or two steps.
         Not with an L1 part (no Hessian-based inference), nor past the logits
         of separation (no optimum to reach), nor for parameters given to the
         inspector or more than :data:`POLISH_MAX_START` standard errors from
         the optimum (not a fit of these data).
         """
         theta = self._theta
-        pieces, hessian, g_F = self._pieces_at(theta)
-        F = None
-        steps = POLISH_MAX_STEPS if self._polishable else 0
-        for step_number in range(steps):
-            if self._penalty.l1 or (
-                not self._penalty.l2 and pieces[2] > _inference.SEPARATION_LOGIT
-            ):
+        current = self._pieces_at(theta)
+        distance, step = self._newton_step(*current)
+        if not self._polishable or (distance is not None and distance > POLISH_MAX_START**2):
+            distance = None  # given parameters, or not a fit of these data: as they are
+        for _ in range(POLISH_MAX_STEPS):
+            if distance is None or distance <= POLISH_TOL**2:
                 break
-            try:
-                step = _inference.pseudo_inverse(hessian[0], self._null_dims()) @ g_F
-            except ValueError:  # singular: covariance() says why
-                break
-            distance = float(g_F @ step)  # squared, in standard errors
-            if distance <= POLISH_TOL**2 or (step_number == 0 and distance > POLISH_MAX_START**2):
-                # At the optimum; or far from it: not a fit of these data, so the
-                # inspected parameters as they are.
-                break
-            F = float(self._objective(theta, include_l1=False)) if F is None else F
             candidate = theta - step
-            F_new = float(self._objective(candidate, include_l1=False))
-            if not F_new <= F + 1e-13 * abs(F):
-                break
-            theta, F = candidate, F_new
-            pieces, hessian, g_F = self._pieces_at(theta)
+            following = self._pieces_at(candidate)
+            next_distance, next_step = self._newton_step(*following)
+            if next_distance is None or not next_distance < distance:
+                break  # no progress in this precision: keep the last point
+            theta, current, distance, step = candidate, following, next_distance, next_step
         self._estimate = theta
-        self._logit_cache, self._hessian_cache = pieces, hessian
+        self._logit_cache, self._hessian_cache = current[0], current[1]
+
+    def _newton_step(self, pieces, hessian, g_F):
+        """``(distance**2, H^-1 g)``: the squared distance from the optimum in standard
+        errors (``g^T H^-1 g``) and Newton's step, or ``(None, None)`` where no
+        step applies (an L1 part, separation, a singular Hessian)."""
+        if self._penalty.l1 or (not self._penalty.l2 and pieces[2] > _inference.SEPARATION_LOGIT):
+            return None, None
+        try:
+            step = _inference.pseudo_inverse(hessian[0], self._null_dims()) @ g_F
+        except ValueError:  # singular: covariance() says why
+            return None, None
+        return float(g_F @ step), step
 
     def _sample_gradients(self):
         """The per-sample gradients of the unweighted losses, ``(n, n_params)``."""
