@@ -607,11 +607,11 @@ class GradientInspector:
 
         The inspected parameters (the estimator's, or ``coef`` and
         ``intercept``) polished by Newton steps in float64 on all rows until
-        they are within :data:`POLISH_TOL` standard errors of the optimum: a fit
+        they are within 1e-6 standard errors of the optimum: a fit
         stopped by its ``tol`` can be a few hundredths of a standard error
         away, which would show in the p-values. With an L1 part, separated
         classes, ``coef`` or ``intercept`` given to the inspector, or
-        parameters more than :data:`POLISH_MAX_START` standard errors away
+        parameters more than 100 standard errors away
         (data other than the fit's), the inspected parameters as they are.
         """
         self._logit_pieces()
