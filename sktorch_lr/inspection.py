@@ -102,9 +102,12 @@ class GradientInspector:
         # Inference on the estimator's own parameters polishes them (see _polish).
         self._polishable = coef is None and intercept is None
         self._inputs = (X, y, sample_weight)
+        # Set together by _polish, on the first inference call: the parameters the
+        # inference is about, the logit and Hessian pieces there, and H^-1.
+        self._estimate = None
         self._logit_cache = None
         self._hessian_cache = None
-        self._estimate = None  # the parameters the inference is about (_polish)
+        self._hessian_inverse_cache = None
         data, penalty = estimator._training_problem(
             X, y, sample_weight, dtype=torch.float64, device=torch.device("cpu")
         )
@@ -413,7 +416,7 @@ class GradientInspector:
         :meth:`_chain_through_linear`), whose agreement with the full autograd
         Hessian the tests check; computed once per inspector.
         """
-        if self._logit_cache is None:
+        if self._estimate is None:
             self._polish()
         return self._logit_cache
 
@@ -421,9 +424,18 @@ class GradientInspector:
         """``(H, s, A)`` at :meth:`params`: the Hessian of the smooth penalised
         ``F = S * J``, the sample weights ``s_i`` and the weighted logit curvatures
         ``s_i A_i``."""
-        if self._hessian_cache is None:
+        if self._estimate is None:
             self._polish()
         return self._hessian_cache
+
+    def _hessian_inverse(self):
+        """``H^+`` of :meth:`_hessian_pieces` without the known null directions
+        (:func:`~sktorch_lr._inference.pseudo_inverse`, which raises for a
+        singular ``H``); computed once."""
+        if self._hessian_inverse_cache is None:
+            H = self._hessian_pieces()[0]
+            self._hessian_inverse_cache = _inference.pseudo_inverse(H, self._null_dims())
+        return self._hessian_inverse_cache
 
     def _pieces_at(self, theta):
         """``_logit_pieces`` and ``_hessian_pieces`` at ``theta``, and the gradient of ``F``."""
@@ -447,8 +459,8 @@ class GradientInspector:
         l2 = self._penalty.l2 * self._S
         A_weighted = A * s[:, None, None]
         H = linear_model_hessian(self._X, A_weighted, l2, self._fit_intercept)
-        g_F = (g * s[:, None]).T @ self._X + l2 * coef
-        g_F = self._flatten_blocks(g_F, (g * s[:, None]).sum(0))
+        g_weighted = g * s[:, None]
+        g_F = self._flatten_blocks(g_weighted.T @ self._X + l2 * coef, g_weighted.sum(0))
         return (A, g, float(logits.abs().max())), (H, s, A_weighted), g_F
 
     def _polish(self):
@@ -471,32 +483,33 @@ class GradientInspector:
         """
         theta = self._theta
         current = self._pieces_at(theta)
-        distance, step = self._newton_step(*current)
-        if not self._polishable or (distance is not None and distance > POLISH_MAX_START**2):
-            distance = None  # given parameters, or not a fit of these data: as they are
-        for _ in range(POLISH_MAX_STEPS):
-            if distance is None or distance <= POLISH_TOL**2:
+        distance, H_inv = self._newton_distance(*current)
+        polish = self._polishable and distance is not None and distance <= POLISH_MAX_START**2
+        for _ in range(POLISH_MAX_STEPS if polish else 0):
+            if distance <= POLISH_TOL**2:
                 break
-            candidate = theta - step
+            candidate = theta - H_inv @ current[2]
             following = self._pieces_at(candidate)
-            next_distance, next_step = self._newton_step(*following)
+            next_distance, next_H_inv = self._newton_distance(*following)
             if next_distance is None or not next_distance < distance:
                 break  # no progress in this precision: keep the last point
-            theta, current, distance, step = candidate, following, next_distance, next_step
+            theta, current, distance, H_inv = candidate, following, next_distance, next_H_inv
         self._estimate = theta
         self._logit_cache, self._hessian_cache = current[0], current[1]
+        self._hessian_inverse_cache = H_inv
 
-    def _newton_step(self, pieces, hessian, g_F):
-        """``(distance**2, H^-1 g)``: the squared distance from the optimum in standard
-        errors (``g^T H^-1 g``) and Newton's step, or ``(None, None)`` where no
-        step applies (an L1 part, separation, a singular Hessian)."""
+    def _newton_distance(self, pieces, hessian, g_F):
+        """``(distance**2, H^+)``: the squared distance from the optimum in standard
+        errors (``g^T H^+ g``, Newton's step being ``H^+ g``) and the inverse, or
+        ``(None, None)`` where no step applies (an L1 part, separation, a
+        singular Hessian: :meth:`_hessian_inverse` then says why)."""
         if self._penalty.l1 or (not self._penalty.l2 and pieces[2] > _inference.SEPARATION_LOGIT):
             return None, None
         try:
-            step = _inference.pseudo_inverse(hessian[0], self._null_dims()) @ g_F
-        except ValueError:  # singular: covariance() says why
+            H_inv = _inference.pseudo_inverse(hessian[0], self._null_dims())
+        except ValueError:
             return None, None
-        return float(g_F @ step), step
+        return float(g_F @ H_inv @ g_F), H_inv
 
     def _sample_gradients(self):
         """The per-sample gradients of the unweighted losses, ``(n, n_params)``."""
@@ -588,7 +601,7 @@ class GradientInspector:
             return self._bootstrap(n_resamples, random_state)
         H, s, A = self._hessian_pieces()
         self._warn_separation()
-        H_inv = _inference.pseudo_inverse(H, self._null_dims())
+        H_inv = self._hessian_inverse()
         if kind in ("nonrobust", "laplace"):
             cov = H_inv
         else:
@@ -614,7 +627,8 @@ class GradientInspector:
         parameters more than 100 standard errors away
         (data other than the fit's), the inspected parameters as they are.
         """
-        self._logit_pieces()
+        if self._estimate is None:
+            self._polish()
         return self._report(self._estimate).numpy().copy()
 
     def summary(self, kind="auto", alpha=0.05, **kwargs):
@@ -675,7 +689,7 @@ class GradientInspector:
             self._kind("nonrobust")  # the L1 error
         H, s, A = self._hessian_pieces()
         G = self._sample_gradients()
-        H_inv = _inference.pseudo_inverse(H, self._null_dims())
+        H_inv = self._hessian_inverse()
         h = self._leverage(H_inv, A)
         dfbeta = -(G * (s / (1.0 - h))[:, None]) @ H_inv
         p = H.shape[0] - self._null_dims()
@@ -699,7 +713,7 @@ class GradientInspector:
         """
         H, s, _ = self._hessian_pieces()
         G = self._sample_gradients()
-        H_inv = _inference.pseudo_inverse(H, self._null_dims())
+        H_inv = self._hessian_inverse()
         coef, intercept = self._split(self._estimate)
         test = GradientInspector(
             self.estimator,

@@ -401,9 +401,11 @@ def test_float64_sums_are_the_float64_gradient_to_float32_rounding():
         penalty = penalty_strengths(1.0, 0.0, data.weight_sum)
         problem = Problem(data, penalty, fit_intercept=True, centred=True)
         problem.mean = mean.to(dtype)  # the same shift in both dtypes
-        # float64 data already sum in float64: nothing to refine.
-        assert problem.refine_precision() is (refine and dtype == torch.float32) or not refine
-        problem.float64_sums = refine
+        if refine:
+            assert problem.refine_precision()  # switches once
+            assert not problem.refine_precision()
+        elif dtype == torch.float64:
+            assert not problem.refine_precision()  # already sums in float64
         coef = torch.full((3, 20), 1e-3, dtype=dtype, requires_grad=True)
         c = torch.zeros(3, dtype=dtype, requires_grad=True)
         problem.evaluate([coef, c])
