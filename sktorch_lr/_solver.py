@@ -859,7 +859,8 @@ def solve(
     S = data.weight_sum
     history = _History(params, problem.to_model) if track_gradients else None
     adaptive = state.adaptive
-    eps = torch.finfo(data.dtype).eps
+    eps = torch.finfo(data.dtype).eps  # the parameters' precision
+    sum_eps = eps  # the objective's: float64's once refine_precision sums in float64
     control = StepControl()
     schedule = RemeasureSchedule(measure_ratio)
     stall = StallStop()
@@ -919,7 +920,7 @@ def solve(
                 problem.evaluate(params, (Xb, yb, swb, S * len(idx) / n))
                 step_(params, state, problem.penalty, direction_of([p.grad for p in params]))
         f_old = f
-        noise = NOISE_ULPS * eps * max(abs(f_old), 1e-30)
+        noise = NOISE_ULPS * sum_eps * max(abs(f_old), 1e-30)
         zero_grad_(params)
         f_new = float(problem.evaluate(params))
         accepted = True
@@ -983,7 +984,10 @@ def solve(
             if decrement > resolution and problem.refine_precision():
                 # Short of tol, and of what the dtype can resolve: the float32 sums'
                 # rounding is the floor. Go on with float64 sums, from a fresh
-                # gradient and without the momentum built on noise.
+                # gradient and without the momentum built on noise. The objective's
+                # rounding is float64's from now on: falls that float32 sums could not
+                # resolve count as progress.
+                sum_eps = torch.finfo(torch.float64).eps
                 stall = StallStop()
                 state.buffers = []
                 if conjugate is not None:
