@@ -42,12 +42,12 @@ from ._base import _work
 from ._curvature import (
     CHUNK_NUMBERS,
     CURVATURE_MAX_ROWS,
-    DAMPING,
     EPOCH_OVERHEAD,
     MADDS_PER_UNIT,
     MEASURE_OVERHEAD,
     _marquardt,
     choose_preconditioner,
+    damped_cholesky,
     logit_curvature,
     logit_curvature_diagonal,
     logit_drift,
@@ -126,6 +126,11 @@ class BatchProblem:
             else:
                 sums = weights @ X
             self.mean = sums / self.weight_sum[:, None]
+        # The curvature rows' products are taken about the problems' common centre, so
+        # that each problem's own centring (_centre_) is a shift of a fold's fluctuation,
+        # not of the features' offsets: about zero, columns a thousand spreads away lose
+        # their spread to cancellation (a measured curvature below zero).
+        self.product_shift = None if self.mean is None else self.mean.to(torch.float64).mean(0)
 
     @property
     def dtype(self):
@@ -298,6 +303,8 @@ class BatchProblem:
                 A = A.reshape(rows_here, b * K)
             products = None if cache is None else cache.get((start, rows_here, m))
             if products is None:
+                if intercept is not None and self.product_shift is not None:
+                    Xc = Xc - self.product_shift
                 Xa = Xc if intercept is None else torch.cat([Xc, Xc.new_ones(rows_here, 1)], 1)
                 products = Xa[:, upper_rows] * Xa[:, upper_cols]
                 cached = sum(p.numel() for p in cache.values()) if cache is not None else 0
@@ -313,7 +320,7 @@ class BatchProblem:
         # (b, G, m, m): one (m, m) block per class pair (dense) or per class (block).
         H = H.view(b, K * K if kind == "dense" else K, m, m)
         if self.mean is not None and intercept is not None:
-            _centre_(H, self.mean[idx].to(H.dtype))
+            _centre_(H, self.mean[idx].to(H.dtype) - self.product_shift)
         # The penalty on the coefficients (not the intercepts): the diagonal blocks.
         diagonal_blocks = H[:, :: K + 1] if kind == "dense" else H
         diagonal_blocks.diagonal(dim1=-2, dim2=-1)[..., :d] += self.l2[idx].to(H.dtype)[
@@ -461,21 +468,6 @@ def batch_measure_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_prob
     return (measure + MEASURE_OVERHEAD) / (epoch + EPOCH_OVERHEAD)
 
 
-def batched_cholesky(H):
-    """Cholesky factors of ``H`` ``(..., s, s)``, each damped by its own scale as ``_cholesky``."""
-    scale = torch.diagonal(H, dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)
-    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-    damping = torch.full_like(scale, DAMPING)
-    while True:
-        L, info = torch.linalg.cholesky_ex(H + (damping * scale)[..., None, None] * eye)
-        bad = info != 0
-        if not bool(bad.any()):
-            return L
-        damping = torch.where(bad, damping * 100.0, damping)
-        if bool((damping > 1.0).any()):
-            raise ValueError("A measured Hessian is not positive semi-definite.")
-
-
 @dataclass
 class BatchResult:
     coef: torch.Tensor  # (B, K, d), the models' coefficients
@@ -492,13 +484,13 @@ class _Metric:
 
     def __init__(self, H):
         self.H = H  # (B, G, s, s)
-        self.base = batched_cholesky(H)
+        self.base = damped_cholesky(H)
         self.factor = self.base
         self.levenberg = torch.zeros(H.shape[0], dtype=H.dtype, device=H.device)
 
     def update(self, idx, H):
         self.H[idx] = H
-        factor = batched_cholesky(H)
+        factor = damped_cholesky(H)
         self.base[idx] = factor
         if self.factor is not self.base:
             self.factor[idx] = factor
@@ -509,7 +501,7 @@ class _Metric:
         if self.factor is self.base:
             self.factor = self.base.clone()
         self.levenberg[idx] = levenberg
-        self.factor[idx] = batched_cholesky(_marquardt(self.H[idx], levenberg[:, None, None, None]))
+        self.factor[idx] = damped_cholesky(_marquardt(self.H[idx], levenberg[:, None, None, None]))
 
     def solve(self, g, idx, undamped=False):
         """``P^-1 g`` for ``g`` of shape ``(b, K, m)``."""

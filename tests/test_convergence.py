@@ -122,8 +122,9 @@ def _random_problem(seed):
 
 # 1020: float32, 12 nearly separable classes, C=1e4: falls per epoch below what float32
 # sums resolve (once stopped with a ConvergenceWarning after switching to float64 sums).
+# 2002: binary, 150 unscaled offset columns, no intercept (once 1,000 epochs, far off).
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [*range(40), 1020])
+@pytest.mark.parametrize("seed", [*range(40), 1020, 2002])
 def test_default_fit_reaches_the_optimum_on_random_problems(seed):
     """Only C, the intercept and the weights set; the optimum the best of scikit-learn's
     exact solvers and a tight float64 fit of ours (on offset data without an intercept

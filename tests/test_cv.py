@@ -349,6 +349,35 @@ def test_batch_problems_stop_on_their_own(breast_cancer):
     assert bool(result.converged[:3].all())
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_batch_curvature_on_offset_features_is_the_centred_hessian(offset):
+    """Each problem's Hessian in its centred parametrisation, from the closed form on
+    explicitly centred rows: columns a thousand spreads from zero once lost their
+    spread to cancellation (negative curvatures, a failed factorisation)."""
+    rng = np.random.default_rng(0)
+    n, d, B = 300, 6, 4
+    X = (rng.normal(size=(n, d)) + offset * rng.normal(size=d)) * 10.0 ** rng.uniform(-3, 3, d)
+    y = (rng.random(n) < 0.4).astype(np.float64)
+    weights = torch.as_tensor(rng.uniform(0, 2, size=(B, n)) * (rng.random((B, n)) < 0.7))
+    l2 = torch.full((B,), 1e-3, dtype=torch.float64)
+    problem = BatchProblem(
+        torch.as_tensor(X), torch.as_tensor(y), weights, l2, n_outputs=1, fit_intercept=True
+    )
+    coef = torch.as_tensor(rng.normal(size=(B, 1, d)) * 0.3 / X.std(0))
+    intercept = torch.as_tensor(rng.normal(size=(B, 1)))
+    H = problem.measure(coef, intercept, torch.arange(B), "dense")[:, 0]
+    for p in range(B):
+        w = weights[p].numpy()
+        mean = w @ X / w.sum()
+        z = (X - mean) @ coef[p, 0].numpy() + float(intercept[p, 0])
+        a = w / w.sum() / (1 + np.exp(-z)) / (1 + np.exp(z))
+        Xa = np.c_[X - mean, np.ones(n)]
+        expected = (Xa * a[:, None]).T @ Xa
+        expected[np.arange(d), np.arange(d)] += 1e-3
+        scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))
+        np.testing.assert_allclose(H[p].numpy() / scale, expected / scale, rtol=0, atol=1e-9)
+
+
 callback = pytest.importorskip("sklearn.callback")
 
 

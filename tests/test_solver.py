@@ -169,6 +169,59 @@ def test_centred_solve_reaches_the_plain_optimum_on_offset_features():
     assert coef.grad.abs().max() < 1e-5 and b.grad.abs().max() < 1e-7
 
 
+@pytest.mark.parametrize("batch_shape", [(), (3,), (2, 4)])
+def test_damped_cholesky_does_not_depend_on_the_units_of_the_coordinates(batch_shape):
+    """``P^-1 g`` from the factor of ``D H D`` is ``D^-1`` times the one of ``H`` at
+    ``D^-1 g``, with curvatures spanning 24 decades: the damping is per coordinate."""
+    from sktorch_lr._curvature import damped_cholesky
+
+    gen = torch.Generator().manual_seed(0)
+    s = 8
+    A = torch.randn(*batch_shape, s, 2 * s, generator=gen, dtype=torch.float64)
+    H = A @ A.transpose(-1, -2) / (2 * s)  # well conditioned
+    D = 10.0 ** torch.linspace(-6, 6, s, dtype=torch.float64)
+    g = torch.randn(*batch_shape, s, 1, generator=gen, dtype=torch.float64)
+    plain = torch.cholesky_solve(g / D[:, None], damped_cholesky(H))
+    scaled = torch.cholesky_solve(g, damped_cholesky(H * D[:, None] * D[None, :]))
+    assert torch.allclose(scaled * D[:, None], plain, rtol=1e-8, atol=0)
+    # An all-zero column (no penalty): its zero curvature counts as 1, no NaN.
+    H0 = H.clone()
+    H0[..., 0, :] = 0.0
+    H0[..., :, 0] = 0.0
+    assert torch.isfinite(torch.cholesky_solve(g, damped_cholesky(H0))).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_unscaled_offset_features_without_an_intercept_converge_in_a_few_epochs(seed):
+    """Columns 1,000 spreads from zero, scales over six decades, no intercept to centre
+    them: the Hessian's diagonal spans twenty decades. Damping relative to its largest
+    entry once held every small-scale coordinate back (1,000 epochs, a warning)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from sktorch_lr import TorchLogisticRegression
+
+    from .conftest import objective_value
+
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(600, 30))
+    y = (Z @ rng.normal(size=30) + rng.logistic(size=600) > 0).astype(int)
+    X = (Z + 1000.0 * rng.normal(size=30)) * 10.0 ** rng.uniform(-3, 3, size=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = TorchLogisticRegression(C=100.0, fit_intercept=False).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reference stops at float64's rounding
+        tight = TorchLogisticRegression(C=100.0, fit_intercept=False, tol=1e-10).fit(X, y)
+    assert est.n_iter_ <= 20
+    zero = np.zeros(1)
+    gap = objective_value(est.coef_, zero, X, y, C=100.0) - objective_value(
+        tight.coef_, zero, X, y, C=100.0
+    )
+    assert gap <= 1e-8
+
+
 # ---------------------------------------------------------------- the rules
 
 
@@ -433,7 +486,7 @@ def test_float32_fit_goes_on_with_float64_sums_where_its_own_rounding_stalls_it(
 
     from .conftest import objective_value
 
-    X, y = _offset_problem(n=120, d=15, n_classes=3, offset=3000.0)
+    X, y = _offset_problem(n=600, d=15, n_classes=3, offset=3000.0)
     C = 1e4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # float64 too stops at its own rounding
