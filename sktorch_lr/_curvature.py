@@ -512,19 +512,21 @@ def damped_cholesky(H):
     the diagonal (an all-zero column, no penalty) counts as 1. Where rounding
     leaves a scaled matrix indefinite, its damping grows a hundredfold.
     """
-    d = torch.diagonal(H, dim1=-2, dim2=-1).abs()
-    s = torch.where(d > 0, d, torch.ones_like(d)).rsqrt()
-    scaled = H * s[..., :, None] * s[..., None, :]
-    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-    damping = torch.full(H.shape[:-2], DAMPING, dtype=H.dtype, device=H.device)
-    while True:
-        L, info = torch.linalg.cholesky_ex(scaled + damping[..., None, None] * eye)
-        bad = info != 0
-        if not bool(bad.any()):
-            return L / s[..., :, None]
-        damping = torch.where(bad, damping * 100.0, damping)
-        if bool((damping > 1.0).any()):
+    d = torch.diagonal(H, dim1=-2, dim2=-1)
+    s = torch.where(d > 0, d, 1.0).rsqrt()
+    scaled = H * (s[..., :, None] * s[..., None, :])
+    scaled.diagonal(dim1=-2, dim2=-1).add_(DAMPING)
+    L, info = torch.linalg.cholesky_ex(scaled)
+    damping = DAMPING
+    while bool((info != 0).any()):  # rare: escalate the failed matrices' damping only
+        damping *= 100.0
+        if damping > 1.0:
             raise ValueError("The measured Hessian is not positive semi-definite.")
+        bad = info != 0
+        retry = scaled[bad]
+        retry.diagonal(dim1=-2, dim2=-1).copy_((d * s * s)[bad] + damping)
+        L[bad], info[bad] = torch.linalg.cholesky_ex(retry)
+    return L / s[..., :, None]
 
 
 class DensePreconditioner(Preconditioner):

@@ -486,7 +486,7 @@ def test_float32_fit_goes_on_with_float64_sums_where_its_own_rounding_stalls_it(
 
     from .conftest import objective_value
 
-    X, y = _offset_problem(n=600, d=15, n_classes=3, offset=3000.0)
+    X, y = _offset_problem(n=600, d=60, n_classes=3, offset=3000.0)
     C = 1e4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # float64 too stops at its own rounding
