@@ -280,8 +280,8 @@ class Problem:
                 coef_r, intercept_r = coef, self.model_intercept(coef, raw)
             z = linear_logits(Xr, coef_r, intercept_r)
             part = data_term(z, yr, swr, normalizer)
-            if rows.start == 0:  # the penalty once
-                pen = penalty_term(coef, penalty, include_l1=False)
+            if rows.start == 0:  # the penalty once (float64 with the float64 sums)
+                pen = penalty_term(coef_r if exact else coef, penalty, include_l1=False)
                 part = part if pen is None else part + pen
             part.backward()
             loss = loss + part.detach()
@@ -294,7 +294,7 @@ class Problem:
         if not penalty.l1:
             return loss.detach()
         with torch.no_grad():
-            return loss + penalty_term(coef, penalty._replace(l2=0.0))
+            return loss + penalty_term(coef.double() if exact else coef, penalty._replace(l2=0.0))
 
     def project_(self, grads):
         """Remove, in place, what rounding put along the softmax's shared shifts.
