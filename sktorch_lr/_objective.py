@@ -23,10 +23,14 @@ gradient that the naive form suffers once ``|logit|`` passes ~17 in float32.
 """
 
 import math
+import warnings
 from typing import NamedTuple
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 
 class Penalty(NamedTuple):
@@ -51,14 +55,80 @@ def linear_logits(X, coef, intercept):
     """Logits ``X @ coef.T + intercept`` of shape ``(n_samples, n_outputs)``.
 
     ``X`` may be a dense or a sparse COO tensor; ``intercept`` may be ``None``.
+    Sparse ``X`` on the CPU is multiplied in CSR form (:class:`_SparseTimes`).
     """
     if X.layout == torch.sparse_coo:
-        out = torch.sparse.mm(X, coef.T)
+        if X.device.type == "cpu":
+            out = _SparseTimes.apply(coef.T, *_csr_forms(X))
+        else:
+            out = torch.sparse.mm(X, coef.T)
         return out if intercept is None else out + intercept
     # F.linear is nn.Linear's own forward: one fused addmm, and on tall X a
     # faster matrix-vector kernel than ``X @ coef.T`` (26 ms against 45 ms for
     # 1M x 100 float32 on two cores).
     return F.linear(X, coef, intercept)
+
+
+class _SparseTimes(torch.autograd.Function):
+    """``X @ B`` for sparse ``X`` in CSR form; the backward ``X^T @ grad`` with ``X^T`` in CSR.
+
+    The gradient is the one :func:`torch.sparse.mm` gives (the tests check it
+    with ``gradcheck``), but torch's CPU kernels for sparse COO, and autograd's
+    backward of a CSR product (which transposes ``X`` on every call), are 10 to 20
+    times slower than two CSR products: 2,500 x 150 with every entry stored, 3
+    classes, 9 ms against 0.4 ms a product.
+    """
+
+    @staticmethod
+    def forward(ctx, B, X_csr, Xt_csr):
+        ctx.forms = (X_csr, Xt_csr)
+        return X_csr @ B
+
+    @staticmethod
+    def backward(ctx, grad):
+        # The same product with the forms swapped, so that a double backward
+        # (Hessian-vector products) stays on CSR products too.
+        X_csr, Xt_csr = ctx.forms
+        return _SparseTimes.apply(grad, Xt_csr, X_csr), None, None
+
+
+# The CSR forms of each sparse COO X (and of its transpose), built once per tensor
+# and dropped with it.
+_CSR_FORMS = WeakIdKeyDictionary()
+
+
+def _csr_forms(X):
+    """``(X, X^T)`` in CSR form for a CPU sparse COO tensor, cached per tensor.
+
+    Built with scipy's counting sort: torch's transpose-and-coalesce costs as
+    much as twenty products.
+    """
+    forms = _CSR_FORMS.get(X)
+    if forms is None:
+        coalesced = X if X.is_coalesced() else X.coalesce()
+        rows, cols = coalesced.indices().numpy()
+        values = coalesced.values().numpy()
+        n, d = X.shape
+        forms = tuple(
+            _torch_csr(sp.csr_matrix((values, (r, c)), shape=shape))
+            for r, c, shape in ((rows, cols, (n, d)), (cols, rows, (d, n)))
+        )
+        _CSR_FORMS[X] = forms
+    return forms
+
+
+def _torch_csr(A):
+    with warnings.catch_warnings():
+        # Torch's one-time notice that CSR support is "in beta": the two products
+        # used here are tested against torch.sparse.mm.
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(A.indptr.astype(np.int64)),
+            torch.from_numpy(A.indices.astype(np.int64)),
+            torch.from_numpy(A.data),
+            A.shape,
+            check_invariants=False,
+        )
 
 
 # Torch's softmax is slow over a short last dimension: with the classes as

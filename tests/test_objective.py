@@ -96,3 +96,49 @@ def test_cross_entropy_layouts_agree(n, K, reduction):
     (g_ours,) = torch.autograd.grad((ours * w).sum() if reduction == "none" else ours, Z)
     (g_ref,) = torch.autograd.grad((ref * w).sum() if reduction == "none" else ref, Z)
     torch.testing.assert_close(g_ours, g_ref, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("coalesced", [True, False])
+def test_sparse_logits_and_their_gradient_are_torch_sparse_mms(dtype, coalesced):
+    """The CSR route of linear_logits against torch.sparse.mm: values and gradients."""
+    import gc
+
+    import scipy.sparse as sp
+
+    from sktorch_lr._objective import _CSR_FORMS, linear_logits
+
+    A = sp.random(40, 7, density=0.3, format="coo", random_state=0)
+    indices = torch.as_tensor(np.vstack([A.row, A.col]), dtype=torch.int64)
+    values = torch.as_tensor(A.data, dtype=dtype)
+    X = torch.sparse_coo_tensor(indices, values, A.shape, check_invariants=True)
+    if not coalesced:  # a duplicated entry, summed by coalescing
+        X = torch.sparse_coo_tensor(
+            torch.cat([indices, indices[:, :1]], 1),
+            torch.cat([values, values[:1]]),
+            A.shape,
+            check_invariants=True,
+        )
+    gen = torch.Generator().manual_seed(0)
+    coef = torch.randn(3, 7, generator=gen, dtype=dtype, requires_grad=True)
+    intercept = torch.randn(3, generator=gen, dtype=dtype, requires_grad=True)
+    weights = torch.randn(40, 3, generator=gen, dtype=dtype)
+    (linear_logits(X, coef, intercept) * weights).sum().backward()
+    ours = coef.grad.clone(), intercept.grad.clone()
+    coef.grad = intercept.grad = None
+    reference = torch.sparse.mm(X.coalesce(), coef.T) + intercept
+    (reference * weights).sum().backward()
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(linear_logits(X, coef, intercept), reference, **tol)
+    torch.testing.assert_close(ours[0], coef.grad, **tol)
+    torch.testing.assert_close(ours[1], intercept.grad, **tol)
+    if dtype == torch.float64:  # and its double backward (Hessian-vector products)
+        c = coef.detach().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda c, X=X: linear_logits(X, c, None), (c,))
+        assert torch.autograd.gradgradcheck(lambda c, X=X: linear_logits(X, c, None).sin(), (c,))
+    # Built once per tensor, dropped with it.
+    assert _CSR_FORMS[X] is _CSR_FORMS[X] and len(_CSR_FORMS) >= 1
+    before = len(_CSR_FORMS)
+    del X
+    gc.collect()
+    assert len(_CSR_FORMS) == before - 1
