@@ -110,7 +110,10 @@ class BatchProblem:
         self.weight_sum = weights.sum(1)
         if not bool((self.weight_sum > 0).all()):
             raise ValueError("A training fold has sample weights that sum to zero.")
+        self._l2_exact = l2
         self.l2 = l2.to(X.dtype)
+        # The parameters' dtype; X's becomes float64 after refine_precision.
+        self.param_dtype = X.dtype
         self.n_outputs = n_outputs
         self.fit_intercept = fit_intercept
         self.n_problems = weights.shape[0]
@@ -134,7 +137,32 @@ class BatchProblem:
 
     @property
     def dtype(self):
-        return self.X.dtype
+        """The parameters' dtype (the training dtype)."""
+        return self.param_dtype
+
+    def refine_precision(self):
+        """From now on, evaluate every problem in float64; False where nothing changes.
+
+        The batch's :meth:`~sktorch_lr._solver.Problem.refine_precision`: where
+        float32 sums stall a problem above ``tol`` (features far from zero or
+        spanning many decades), ``X``, the weights, means and penalties are
+        kept in float64 from then on (one float64 copy of ``X``; the float32
+        values are exact in it, so the cached row products stay valid), the
+        parameters stay in the training dtype and autograd rounds their
+        gradients to it once.
+        """
+        if self.X.dtype == torch.float64:
+            return False
+        self.X = self.X.to(torch.float64)
+        if self.y.is_floating_point():
+            self.y = self.y.to(torch.float64)
+        self.weights = self.weights.to(torch.float64)
+        self.weight_sum = self.weights.sum(1)
+        self.l2 = self._l2_exact.to(torch.float64)
+        if self.mean is not None:
+            # The same parametrisation (the means' float32 values), in float64.
+            self.mean = self.mean.to(torch.float64)
+        return True
 
     def model_intercept(self, coef, intercept, idx):
         """The models' ``b`` from the solver's ``(W, c)`` of problems ``idx``."""
@@ -144,6 +172,9 @@ class BatchProblem:
         return intercept - torch.bmm(coef, mean[:, :, None])[:, :, 0]
 
     def _logits(self, X, coef, intercept, idx):
+        # After refine_precision, the float32 parameters meet float64 rows.
+        coef = coef.to(X.dtype)
+        intercept = None if intercept is None else intercept.to(X.dtype)
         b, K, d = coef.shape
         Z = linear_logits(X, coef.reshape(b * K, d), None).view(X.shape[0], b, K)
         if intercept is not None:
@@ -170,7 +201,7 @@ class BatchProblem:
         if self.keep_logits:
             self.logits = Z.detach()
         data = self._data_terms(Z, self.y, self.weights[idx])
-        pen = 0.5 * self.l2[idx] * coef.pow(2).sum((1, 2))
+        pen = 0.5 * self.l2[idx] * coef.to(self.X.dtype).pow(2).sum((1, 2))
         return data / self.weight_sum[idx] + pen
 
     def logit_change(self, coef, intercept, idx):
@@ -220,7 +251,7 @@ class BatchProblem:
                 part = self._data_terms(Z, self.y[rows], weights[:, rows])
                 part = part / self.weight_sum[idx]
                 if start == 0:
-                    part = part + 0.5 * self.l2[idx] * coef.pow(2).sum((1, 2))
+                    part = part + 0.5 * self.l2[idx] * coef.to(self.X.dtype).pow(2).sum((1, 2))
                 part.sum().backward()
                 total = total + part.detach()
         grads = [coef.grad, None if intercept is None else intercept.grad]
@@ -563,12 +594,15 @@ def solve_batch(
     theta = torch.zeros(B, K, m, dtype=dtype, device=device)
     buffers = torch.zeros_like(theta)
     eps = torch.finfo(dtype).eps
+    # The rounding of the objectives' sums: the dtype's, float64's after refine_precision.
+    sum_eps = eps
     every = torch.arange(B, device=device)
 
     def evaluate(idx, at):
         coef, intercept = _unpack(at, fit_intercept)
         f, gc, gi = problem.evaluate(coef, intercept, idx)
-        return f, _pack(gc, gi)
+        # Objectives in float64: what float64 sums resolve, float32 values could not hold.
+        return f.to(torch.float64), _pack(gc, gi)
 
     def project(direction, idx):
         parts = list(_unpack(direction, fit_intercept))
@@ -664,7 +698,7 @@ def solve_batch(
         trial = theta[idx] - lr_a * buf
         f_new, grad_new = evaluate(idx, trial)
         f_old = f[idx]
-        noise = NOISE_ULPS * eps * f_old.abs().clamp_min(1e-30)
+        noise = NOISE_ULPS * sum_eps * f_old.abs().clamp_min(1e-30)
         ok = f_new <= f_old + noise  # False for NaN too
         n_iter[idx] += 1
         # --- accepted steps
@@ -757,8 +791,46 @@ def solve_batch(
         best_decrement[idx] = torch.where(improved, decrement[idx], best_decrement[idx])
         idle[idx] = torch.where((f[idx] < f_old - noise) | improved, 0, idle[idx] + 1)
         stalled = idx[(idle[idx] >= StallStop.PATIENCE) & active[idx]]
+        resolution = max(tol, math.sqrt(eps))
+        if (
+            len(stalled)
+            and bool((decrement[stalled] > resolution).any())
+            and problem.refine_precision()
+        ):
+            # Short of tol and of what the dtype resolves: float32 sums are the floor,
+            # as in the single solver. Every problem still training goes on with
+            # float64 sums, from fresh gradients and without momentum built on noise.
+            sum_eps = torch.finfo(torch.float64).eps
+            going = active[idx]
+            ids = idx[going]
+            f_ids, grad_ids = evaluate(ids, theta[ids])
+            f[ids] = f_ids
+            grad[ids] = grad_ids
+            if conjugate:
+                logits = logits.to(torch.float64)  # the evaluations' logits from now on
+                logits[:, ids] = problem.logits
+                previous_gd[ids] = 0.0
+            buffers[ids] = 0.0
+            # A fresh metric and the rule's step: the steps float32's noise rejected
+            # left lr halved and the metric damped (see solve's refine).
+            metric.update(ids, problem.measure(*_unpack(theta[ids], fit_intercept), ids, kind))
+            since[ids] = 0
+            moved[ids] = False
+            measured_theta[ids] = theta[ids]
+            halvings[ids] = 0
+            retune(ids)
+            fresh_direction = project(metric.solve(grad[ids], ids), ids)
+            direction[going] = fresh_direction
+            decrement[ids] = _decrement(
+                grad[ids], _undamped(metric, grad[ids], ids, fresh_direction, project)
+            )
+            idle[ids] = 0
+            best_decrement[ids] = math.inf
+            history[ids] = math.nan
+            seen[ids] = 0
+            stalled = stalled[:0]
         if len(stalled):
-            converged[stalled] = decrement[stalled] <= max(tol, math.sqrt(eps))
+            converged[stalled] = decrement[stalled] <= resolution
             active[stalled] = False
         if on_epoch is not None and on_epoch(epoch):
             break

@@ -995,6 +995,18 @@ def solve(
                 zero_grad_(params)
                 f = float(problem.evaluate(params))
                 grads = problem.optimality_gradients(params)
+                if full_batch and state.preconditioner is not None:
+                    # The steps float32's noise rejected left lr halved and the metric
+                    # damped towards the gradient (steps that round away in the
+                    # parameters): a fresh metric and the rule's step.
+                    control = StepControl()
+                    spectrum.reset()
+                    state.preconditioner = _remeasure(
+                        problem, params, state, preconditioner_kind, retune
+                    )
+                    measured_at = _copies(params)
+                    schedule.measured()
+                    moved = False
                 direction = direction_of([p.grad for p in params])
                 decrement, grad_max = measure_of(grads, direction)
                 continue

@@ -154,6 +154,28 @@ def test_default_fit_reaches_the_optimum_on_random_problems(seed):
     assert J(est) - optimum <= (1e-4 if case["dtype"] == "float32" else 1e-5)
 
 
+# Random problem 52: float32, 2,500 x 60, columns 3,000 spreads from zero. Float32's
+# rounding (the model intercept cancels W @ mean in every logit: errors of 1e-5 in J)
+# rejected Newton steps until lr was halved eight times and the metric damped; the switch
+# to float64 sums then kept that step, which rounded away in the parameters, and stalled
+# with a ConvergenceWarning. The switch now starts from a fresh metric and the rule's step.
+def test_float32_offset_fit_takes_full_steps_after_the_switch_to_float64_sums():
+    case, C = _random_problem(52), 1.0
+    X, y, sw = case["X"], case["y"], case["sample_weight"]
+    assert case["dtype"] == "float32" and case["fit_intercept"] and len(np.unique(y)) == 2
+
+    def J(model):
+        return objective_value(model.coef_, model.intercept_, X, y, C=C, sample_weight=sw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # float64's own floor
+        optimum = J(TorchLogisticRegression(C=C, tol=1e-8).fit(X, y, sample_weight=sw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = TorchLogisticRegression(C=C).fit(X.astype(np.float32), y, sample_weight=sw)
+    assert J(est) - optimum <= 1e-4
+
+
 # float32 elastic-net fits that once stopped with a ConvergenceWarning: their penalty was
 # summed in float32 after the switch to float64 sums, noise that float64's rounding
 # threshold then read as rises of the objective.

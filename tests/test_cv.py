@@ -121,6 +121,42 @@ def test_every_batched_problem_reaches_the_single_fit_optimum(dataset, request):
             assert got - best < 1e-7, (f, C, got - best)
 
 
+@pytest.mark.parametrize("seed", [217, 219, 222])
+def test_float32_batch_goes_on_in_float64_sums_where_float32_stalls(seed):
+    # Drawn float32 problems (features up to 1e6, spreads over six decades, weights)
+    # on which float32 sums stalled problems of the batch above tol (a warning, and a
+    # gap up to 0.25 on seed 219): like the single solver, the batch goes on with
+    # float64 sums, and every problem reaches the tight float64 single fit's optimum.
+    from .test_convergence import _random_problem
+
+    case = _random_problem(seed)
+    assert case["dtype"] == "float32" and case["fit_intercept"]
+    X, y, sw = case["X"], case["y"], case["sample_weight"]
+    Cs = [1e-4, 1e-1, 1e2, 1e4]
+    cv = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ours = TorchLogisticRegressionCV(
+            Cs=Cs, cv=cv, fit_intercept=case["fit_intercept"], use_legacy_attributes=False
+        ).fit(X.astype(np.float32), y, sample_weight=sw)
+    assert ours.coef_.dtype == np.float32
+    for f, (train, _) in enumerate(cv):
+        w = None if sw is None else sw[train]
+        for c, C in enumerate(Cs):
+            single = TorchLogisticRegression(C=C, tol=1e-8, max_iter=5000)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # float64's floor, 2e-8
+                single.fit(X[train], y[train], sample_weight=w)
+            packed = ours.coefs_paths_[f, 0, c]
+            got = objective_value(
+                packed[:, :-1], packed[:, -1], X[train], y[train], C=C, sample_weight=w
+            )
+            best = objective_value(
+                single.coef_, single.intercept_, X[train], y[train], C=C, sample_weight=w
+            )
+            assert got - best < 1e-4, (f, C, got - best)
+
+
 def test_sample_weight_is_routed_to_training_and_scoring(breast_cancer):
     X, y = breast_cancer
     sw = np.random.RandomState(0).randint(1, 4, size=len(y)).astype(float)
