@@ -47,6 +47,7 @@ from ._curvature import (
     MEASURE_OVERHEAD,
     _marquardt,
     choose_preconditioner,
+    cholesky_solve,
     damped_cholesky,
     logit_curvature,
     logit_curvature_diagonal,
@@ -539,7 +540,7 @@ class _Metric:
         factor = (self.base if undamped else self.factor)[idx]
         b, G, s, _ = factor.shape
         rhs = g.to(factor.dtype).reshape(b, G, s, 1)
-        return torch.cholesky_solve(rhs, factor).reshape(g.shape).to(g.dtype)
+        return cholesky_solve(rhs, factor).reshape(g.shape).to(g.dtype)
 
 
 def _pack(coef_grad, intercept_grad):

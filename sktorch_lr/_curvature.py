@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 
 from ._objective import data_term, linear_logits, objective
+from ._threads import threads_for_factors
 
 # Largest parameter count whose Hessian is built densely (P Hessian-vector
 # products) for lr="auto"; above it the largest eigenvalue comes from power
@@ -516,17 +517,24 @@ def damped_cholesky(H):
     s = torch.where(d > 0, d, 1.0).rsqrt()
     scaled = H * (s[..., :, None] * s[..., None, :])
     scaled.diagonal(dim1=-2, dim2=-1).add_(DAMPING)
-    L, info = torch.linalg.cholesky_ex(scaled)
-    damping = DAMPING
-    while bool((info != 0).any()):  # rare: escalate the failed matrices' damping only
-        damping *= 100.0
-        if damping > 1.0:
-            raise ValueError("The measured Hessian is not positive semi-definite.")
-        bad = info != 0
-        retry = scaled[bad]
-        retry.diagonal(dim1=-2, dim2=-1).copy_((d * s * s)[bad] + damping)
-        L[bad], info[bad] = torch.linalg.cholesky_ex(retry)
+    with threads_for_factors(H.shape[-1]):
+        L, info = torch.linalg.cholesky_ex(scaled)
+        damping = DAMPING
+        while bool((info != 0).any()):  # rare: escalate the failed matrices' damping only
+            damping *= 100.0
+            if damping > 1.0:
+                raise ValueError("The measured Hessian is not positive semi-definite.")
+            bad = info != 0
+            retry = scaled[bad]
+            retry.diagonal(dim1=-2, dim2=-1).copy_((d * s * s)[bad] + damping)
+            L[bad], info[bad] = torch.linalg.cholesky_ex(retry)
     return L / s[..., :, None]
+
+
+def cholesky_solve(rhs, factor):
+    """``torch.cholesky_solve`` on the threads :func:`threads_for_factors` gives its order."""
+    with threads_for_factors(factor.shape[-1]):
+        return torch.cholesky_solve(rhs, factor)
 
 
 class DensePreconditioner(Preconditioner):
@@ -548,7 +556,7 @@ class DensePreconditioner(Preconditioner):
 
     def direction(self, grads):
         g = torch.cat([t.reshape(-1) for t in grads]).to(self.factor.dtype)
-        d = torch.cholesky_solve(g[:, None], self.factor)[:, 0].to(grads[0].dtype)
+        d = cholesky_solve(g[:, None], self.factor)[:, 0].to(grads[0].dtype)
         n_coef = grads[0].numel()
         out = [d[:n_coef].reshape(grads[0].shape)]
         if len(grads) > 1:
@@ -582,7 +590,7 @@ class BlockPreconditioner(Preconditioner):
         g = coef.to(self.factor.dtype)
         if self.fit_intercept:
             g = torch.cat([g, grads[1].to(self.factor.dtype)[:, None]], 1)
-        d = torch.cholesky_solve(g[:, :, None], self.factor)[:, :, 0].to(coef.dtype)
+        d = cholesky_solve(g[:, :, None], self.factor)[:, :, 0].to(coef.dtype)
         if self.fit_intercept:
             return [d[:, :-1].contiguous(), d[:, -1].contiguous()]
         return [d]

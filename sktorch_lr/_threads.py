@@ -18,10 +18,22 @@ import torch
 # Multiply-adds per epoch (rows x non-zeros per row x outputs) below which a fit
 # or a prediction runs single-threaded.
 SMALL_WORK = 2_000_000
+# Cholesky factorisations and solves of matrices up to this order run on one thread,
+# whatever the fit's size: a batch of small factors gains nothing from a second one
+# (144 factors of 151 x 151: 18 ms on one thread, 16 ms on two) and waits behind a
+# busy core (46 ms a call while another process kept one core busy: a cross-validation
+# of 120 x 150 with 12 classes took 10 s instead of 2); one factor of 1,001 gains
+# (11 ms against 6 ms).
+SMALL_FACTOR_ORDER = 512
 
 _lock = threading.Lock()
 _active = 0
 _saved = None
+
+
+def threads_for_factors(order):
+    """:func:`threads_for` a Cholesky factorisation or solve of matrices of this order."""
+    return threads_for(0 if order <= SMALL_FACTOR_ORDER else SMALL_WORK)
 
 
 @contextlib.contextmanager

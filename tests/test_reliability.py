@@ -278,3 +278,29 @@ def test_concurrent_fits_in_threads_match_serial_ones(data):
     for i, coef in enumerate(serial):
         np.testing.assert_array_equal(results[i], coef)
     assert torch.get_num_threads() == threads
+
+
+def test_small_cholesky_factors_run_on_one_thread(monkeypatch):
+    # Batches of small factors gain nothing from a second thread and stall behind a
+    # busy core; one large factor keeps the process's threads.
+    from sktorch_lr import _curvature
+
+    seen = []
+    real = torch.linalg.cholesky_ex
+
+    def spy(A, **kwargs):
+        seen.append((A.shape[-1], torch.get_num_threads()))
+        return real(A, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", spy)
+    threads = torch.get_num_threads()
+    for order in (5, 151, 600):
+        A = torch.randn(3, order, 2 * order, dtype=torch.float64)
+        H = A @ A.mT
+        L = _curvature.damped_cholesky(H)
+        g = torch.randn(3, order, 1, dtype=torch.float64)
+        expected = np.linalg.solve(H.numpy(), g.numpy())
+        np.testing.assert_allclose(_curvature.cholesky_solve(g, L), expected, rtol=1e-5)
+    assert seen[0] == (5, 1) and seen[1] == (151, 1)
+    assert seen[2] == (600, threads)
+    assert torch.get_num_threads() == threads
