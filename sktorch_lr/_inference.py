@@ -24,10 +24,8 @@ the fit happened to split the shift.
 import numpy as np
 import torch
 
-# Relative size below which an eigenvalue of H counts as an exact null direction
-# (the softmax's shared shift), and above which the smallest remaining one must be
-# for the Hessian to count as non-singular.
-NULL_RELATIVE = 1e-9
+# Relative size (to the largest eigenvalue of the Jacobi-scaled Hessian) at or below
+# which an eigenvalue other than the known null directions makes the Hessian singular.
 SINGULAR_RELATIVE = 1e-12
 
 KINDS = ("auto", "nonrobust", "HC0", "HC1", "HC2", "HC3", "sandwich", "laplace", "bootstrap")
@@ -49,22 +47,37 @@ def class_designs(X, n_outputs, fit_intercept):
 def pseudo_inverse(H, null_dims):
     """``H^+`` dropping the ``null_dims`` smallest eigenvalues (known null directions).
 
-    Raises ValueError when another eigenvalue is (numerically) zero: the
-    Hessian is singular, from perfect separation or collinear features.
+    Singularity is judged on the Jacobi-scaled ``D^-1/2 H D^-1/2`` (unit
+    diagonal), whose spectrum does not depend on the features' units: on raw
+    columns spanning six decades of scale, ``H``'s own eigenvalues span
+    sixteen, although no coefficient is less identified than with
+    standardised columns (statsmodels gives their standard errors). Raises
+    ValueError when another eigenvalue of the scaled matrix is (numerically)
+    zero: collinear features, or perfect separation. With null directions the
+    inverse from the scaled matrix is projected onto the complement of ``H``'s
+    null space: the Moore-Penrose inverse.
     """
-    eig, vec = torch.linalg.eigh(H)
+    d = torch.diagonal(H)
+    s = torch.where(d > 0, d, torch.ones_like(d)).rsqrt()
+    eig, vec = torch.linalg.eigh(H * s[:, None] * s[None, :])
     scale = float(eig[-1].abs()) or 1.0
     kept = eig[null_dims:]
     if float(kept[0]) <= SINGULAR_RELATIVE * scale:
         raise ValueError(
-            "The Hessian of the fitted objective is singular (smallest eigenvalue "
-            f"{float(kept[0]):.3g} against a largest of {scale:.3g}): the features are collinear, "
-            "or the classes are (quasi-)separated, so some coefficients are not identified and "
-            "have no finite standard error. Fit with a penalty (a finite C) or use "
-            "kind='bootstrap'."
+            "The Hessian of the fitted objective is singular (the smallest eigenvalue of its "
+            f"Jacobi-scaled form is {float(kept[0]):.3g} against a largest of {scale:.3g}): the "
+            "features are collinear, or the classes are (quasi-)separated, so some coefficients "
+            "are not identified and have no finite standard error. Fit with a penalty (a finite "
+            "C) or use kind='bootstrap'."
         )
-    V = vec[:, null_dims:]
-    return (V / kept) @ V.T
+    V = vec[:, null_dims:] * s[:, None]  # D^-1/2 times the scaled matrix's eigenvectors
+    inverse = (V / kept) @ V.T
+    if null_dims:
+        # H's null space is D^-1/2 times the scaled matrix's; project it out.
+        null, _ = torch.linalg.qr(vec[:, :null_dims] * s[:, None])
+        P = torch.eye(len(H), dtype=H.dtype, device=H.device) - null @ null.T
+        inverse = P @ inverse @ P
+    return inverse
 
 
 def reference_map(n_outputs, n_features, fit_intercept, dtype):

@@ -47,6 +47,11 @@ POLISH_MAX_STEPS = 8
 # fit of the inspected data (a fit stopped by tol is within tol * sqrt(S)): the
 # inference stays at them.
 POLISH_MAX_START = 100.0
+# Past the logits of separation (SEPARATION_LOGIT), a step is taken only where the
+# squared distance falls at least this many times: Newton's quadratic convergence to
+# an optimum that exists (quasi-separated data), not the steady march of separated
+# data towards infinity (there each step falls about e times).
+POLISH_SEPARATED_FALL = 100.0
 
 
 class GradientInspector:
@@ -476,10 +481,14 @@ class GradientInspector:
         :data:`POLISH_TOL` standard errors, at most :data:`POLISH_MAX_STEPS`
         and only while that distance falls; from a converged fit that is one
         or two steps.
-        Not with an L1 part (no Hessian-based inference), nor past the logits
-        of separation (no optimum to reach), nor for parameters given to the
-        inspector or more than :data:`POLISH_MAX_START` standard errors from
-        the optimum (not a fit of these data).
+        Past the logits of separation (unpenalised, some ``|z_i|`` over
+        ``SEPARATION_LOGIT``) only while the squared distance falls
+        :data:`POLISH_SEPARATED_FALL` times a step: quasi-separated data whose
+        optimum exists get it (statsmodels reaches it too), separated data keep
+        the fit's parameters instead of marching towards infinity.
+        Not with an L1 part (no Hessian-based inference), nor for parameters
+        given to the inspector or more than :data:`POLISH_MAX_START` standard
+        errors from the optimum (not a fit of these data).
         """
         theta = self._theta
         current = self._pieces_at(theta)
@@ -491,7 +500,11 @@ class GradientInspector:
             candidate = theta - H_inv @ current[2]
             following = self._pieces_at(candidate)
             next_distance, next_H_inv = self._newton_distance(*following)
-            if next_distance is None or not next_distance < distance:
+            separated = not self._penalty.l2 and max(current[0][2], following[0][2]) > (
+                _inference.SEPARATION_LOGIT
+            )
+            needed = distance / POLISH_SEPARATED_FALL if separated else distance
+            if next_distance is None or not next_distance < needed:
                 break  # no progress in this precision: keep the last point
             theta, current, distance, H_inv = candidate, following, next_distance, next_H_inv
         self._estimate = theta
@@ -501,9 +514,9 @@ class GradientInspector:
     def _newton_distance(self, pieces, hessian, g_F):
         """``(distance**2, H^+)``: the squared distance from the optimum in standard
         errors (``g^T H^+ g``, Newton's step being ``H^+ g``) and the inverse, or
-        ``(None, None)`` where no step applies (an L1 part, separation, a
-        singular Hessian: :meth:`_hessian_inverse` then says why)."""
-        if self._penalty.l1 or (not self._penalty.l2 and pieces[2] > _inference.SEPARATION_LOGIT):
+        ``(None, None)`` where no step applies (an L1 part, a singular Hessian:
+        :meth:`_hessian_inverse` then says why)."""
+        if self._penalty.l1:
             return None, None
         try:
             H_inv = _inference.pseudo_inverse(hessian[0], self._null_dims())
