@@ -141,6 +141,11 @@ class BatchProblem:
         """The parameters' dtype (the training dtype)."""
         return self.param_dtype
 
+    @property
+    def sum_eps(self):
+        """The rounding of the objectives' sums: float64's after :meth:`refine_precision`."""
+        return torch.finfo(self.X.dtype).eps
+
     def refine_precision(self):
         """From now on, evaluate every problem in float64; False where nothing changes.
 
@@ -595,8 +600,6 @@ def solve_batch(
     theta = torch.zeros(B, K, m, dtype=dtype, device=device)
     buffers = torch.zeros_like(theta)
     eps = torch.finfo(dtype).eps
-    # The rounding of the objectives' sums: the dtype's, float64's after refine_precision.
-    sum_eps = eps
     every = torch.arange(B, device=device)
 
     def evaluate(idx, at):
@@ -699,7 +702,7 @@ def solve_batch(
         trial = theta[idx] - lr_a * buf
         f_new, grad_new = evaluate(idx, trial)
         f_old = f[idx]
-        noise = NOISE_ULPS * sum_eps * f_old.abs().clamp_min(1e-30)
+        noise = NOISE_ULPS * problem.sum_eps * f_old.abs().clamp_min(1e-30)
         ok = f_new <= f_old + noise  # False for NaN too
         n_iter[idx] += 1
         # --- accepted steps
@@ -801,7 +804,6 @@ def solve_batch(
             # Short of tol and of what the dtype resolves: float32 sums are the floor,
             # as in the single solver. Every problem still training goes on with
             # float64 sums, from fresh gradients and without momentum built on noise.
-            sum_eps = torch.finfo(torch.float64).eps
             going = active[idx]
             ids = idx[going]
             f_ids, grad_ids = evaluate(ids, theta[ids])

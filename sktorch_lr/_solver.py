@@ -215,6 +215,11 @@ class Problem:
             with torch.no_grad():
                 intercept.sub_(coef @ self.mean)
 
+    @property
+    def sum_eps(self):
+        """The rounding of a full evaluation's sums: float64's after :meth:`refine_precision`."""
+        return torch.finfo(torch.float64 if self.float64_sums else self.data.dtype).eps
+
     def refine_precision(self):
         """From now on, sum full evaluations in float64; False where nothing changes.
 
@@ -860,7 +865,6 @@ def solve(
     history = _History(params, problem.to_model) if track_gradients else None
     adaptive = state.adaptive
     eps = torch.finfo(data.dtype).eps  # the parameters' precision
-    sum_eps = eps  # the objective's: float64's once refine_precision sums in float64
     control = StepControl()
     schedule = RemeasureSchedule(measure_ratio)
     stall = StallStop()
@@ -920,7 +924,7 @@ def solve(
                 problem.evaluate(params, (Xb, yb, swb, S * len(idx) / n))
                 step_(params, state, problem.penalty, direction_of([p.grad for p in params]))
         f_old = f
-        noise = NOISE_ULPS * sum_eps * max(abs(f_old), 1e-30)
+        noise = NOISE_ULPS * problem.sum_eps * max(abs(f_old), 1e-30)
         zero_grad_(params)
         f_new = float(problem.evaluate(params))
         accepted = True
@@ -987,7 +991,6 @@ def solve(
                 # gradient and without the momentum built on noise. The objective's
                 # rounding is float64's from now on: falls that float32 sums could not
                 # resolve count as progress.
-                sum_eps = torch.finfo(torch.float64).eps
                 stall = StallStop()
                 state.buffers = []
                 if conjugate is not None:
