@@ -58,8 +58,10 @@ def linear_logits(X, coef, intercept):
     Sparse ``X`` on the CPU is multiplied in CSR form (:class:`_SparseTimes`).
     """
     if X.layout == torch.sparse_coo:
-        if X.device.type == "cpu":
+        if X.device.type == "cpu" and torch.is_grad_enabled() and coef.requires_grad:
             out = _SparseTimes.apply(coef.T, *_csr_forms(X))
+        elif X.device.type == "cpu":  # no backward: X^T's form is not needed
+            out = _csr_forms(X, transpose=False)[0] @ coef.T
         else:
             out = torch.sparse.mm(X, coef.T)
         return out if intercept is None else out + intercept
@@ -92,29 +94,35 @@ class _SparseTimes(torch.autograd.Function):
         return _SparseTimes.apply(grad, Xt_csr, X_csr), None, None
 
 
-# The CSR forms of each sparse COO X (and of its transpose), built once per tensor
-# and dropped with it.
+# The CSR forms of each sparse COO X, [X, X^T] (X^T None until a backward needs it),
+# built once per tensor and dropped with it.
 _CSR_FORMS = WeakIdKeyDictionary()
 
 
-def _csr_forms(X):
+def _csr_forms(X, transpose=True):
     """``(X, X^T)`` in CSR form for a CPU sparse COO tensor, cached per tensor.
 
     Built with scipy's counting sort: torch's transpose-and-coalesce costs as
-    much as twenty products.
+    much as twenty products. ``transpose=False``: ``(X,)`` only, and ``X^T``
+    stays unbuilt (predictions, float64 evaluations without a backward).
     """
     forms = _CSR_FORMS.get(X)
     if forms is None:
         coalesced = X if X.is_coalesced() else X.coalesce()
         rows, cols = coalesced.indices().numpy()
         values = coalesced.values().numpy()
-        n, d = X.shape
-        forms = tuple(
-            _torch_csr(sp.csr_matrix((values, (r, c)), shape=shape))
-            for r, c, shape in ((rows, cols, (n, d)), (cols, rows, (d, n)))
-        )
+        forms = [_torch_csr(sp.csr_matrix((values, (rows, cols)), shape=X.shape)), None]
         _CSR_FORMS[X] = forms
-    return forms
+    if not transpose:
+        return (forms[0],)
+    if forms[1] is None:
+        X_csr = forms[0]
+        A = sp.csr_matrix(
+            (X_csr.values().numpy(), X_csr.col_indices().numpy(), X_csr.crow_indices().numpy()),
+            shape=X_csr.shape,
+        )
+        forms[1] = _torch_csr(A.T.tocsr())
+    return tuple(forms)
 
 
 def _torch_csr(A):

@@ -136,9 +136,15 @@ def test_sparse_logits_and_their_gradient_are_torch_sparse_mms(dtype, coalesced)
         c = coef.detach().requires_grad_(True)
         assert torch.autograd.gradcheck(lambda c, X=X: linear_logits(X, c, None), (c,))
         assert torch.autograd.gradgradcheck(lambda c, X=X: linear_logits(X, c, None).sin(), (c,))
-    # Built once per tensor, dropped with it.
+    # Built once per tensor, dropped with it; X^T's form only for a backward.
+    fresh = X.clone()
+    with torch.no_grad():
+        torch.testing.assert_close(linear_logits(fresh, coef, intercept), reference, **tol)
+    assert _CSR_FORMS[fresh][1] is None
+    linear_logits(fresh, coef, intercept).sum().backward()
+    assert _CSR_FORMS[fresh][1] is not None
     assert _CSR_FORMS[X] is _CSR_FORMS[X] and len(_CSR_FORMS) >= 1
     before = len(_CSR_FORMS)
-    del X
+    del X, fresh
     gc.collect()
-    assert len(_CSR_FORMS) == before - 1
+    assert len(_CSR_FORMS) == before - 2
