@@ -480,12 +480,17 @@ def batch_curvature_rows(n_samples, n_columns):
 def batch_measure_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_problems):
     """The cost of measuring the batch's curvature, in its epochs, for the schedule.
 
-    ``"dense"`` metrics (binary models and small multinomial ones) are the exact
-    Hessians, and the batch is in Newton's mode: remeasured after every slow
-    epoch. Measured on two cores, one measurement of 50 problems costs 1.8
-    (breast cancer), 5.2 (iris), 5.4 (wine) and 5.1 (50,000 x 50) epochs of the
-    batch, and Newton needs 5 to 20 epochs where a stale metric needs over a
-    hundred (breast cancer: 21 epochs against 133, in a third of the time).
+    ``"dense"`` metrics of binary models are the exact Hessians, and the batch is
+    in Newton's mode: remeasured after every slow epoch. Measured on two cores,
+    one measurement of 50 problems costs 1.8 (breast cancer) and 5.1 (50,000 x
+    50) epochs of the batch, and Newton needs 5 to 20 epochs where a stale
+    metric needs over a hundred (breast cancer: 21 epochs against 133, in a
+    third of the time). Multinomial ``"dense"`` metrics take the block model's
+    cost with ``K`` class pairs per logit (the ``K x K`` logit curvatures times
+    the row products): small models (iris, wine) stay in Newton's mode, while
+    on 2,500 x 15 with 12 classes a measurement costs about 8 epochs, and
+    Newton's mode, measuring after nearly every epoch, took 11 s and reached
+    ``max_iter`` (10 Cs x 3 folds) where the schedule's budget takes 1 s.
 
     ``"block"`` metrics are not exact (``H <= 2P``); they are measured on the
     schedule's budget. A measurement is one product of the problems' logit
@@ -495,13 +500,14 @@ def batch_measure_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_prob
     the softmax and its gradient. Measured: digits x 50 problems 6.1 epochs
     (this model: 4.6), 2,000 x 20 with 1,000 classes x 5 problems 0.66 (1.2).
     """
-    if kind == "dense":
+    if kind == "dense" and n_outputs == 1:
         return RemeasureSchedule.NEWTON_RATIO
     m = n_features + 1
     logits = n_problems * n_outputs
+    pairs = n_outputs if kind == "dense" else 1  # class pairs per logit
     rows = batch_curvature_rows(n_rows, m)
     epoch = logits * n_rows * (3.0 * nnz_per_row / MADDS_PER_UNIT + LOGIT_UNITS)
-    measure = logits * rows * m * (m + 1) / 2.0 / TRIANGLE_MADDS_PER_UNIT
+    measure = logits * pairs * rows * m * (m + 1) / 2.0 / TRIANGLE_MADDS_PER_UNIT
     return (measure + MEASURE_OVERHEAD) / (epoch + EPOCH_OVERHEAD)
 
 

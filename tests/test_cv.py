@@ -157,6 +157,33 @@ def test_float32_batch_goes_on_in_float64_sums_where_float32_stalls(seed):
             assert got - best < 1e-4, (f, C, got - best)
 
 
+def test_dense_multinomial_batch_measures_on_the_schedule_budget():
+    # Random problem 304: 2,500 x 15, 12 classes, columns 2,000 spreads from zero. Its
+    # dense metric (192 parameters) costs about 8 epochs of the batch to measure; in
+    # Newton's mode, measured after nearly every epoch, the batch took 11 s and some
+    # problems ran into max_iter=1000. On the schedule's budget: at most 100 epochs.
+    from .test_convergence import _random_problem
+
+    case = _random_problem(304)
+    X, y = case["X"], case["y"]
+    assert len(np.unique(y)) == 12 and case["dtype"] == "float64"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ours = TorchLogisticRegressionCV(cv=3).fit(X, y)
+    assert ours.n_iter_.max() <= 100
+    folds = list(StratifiedKFold(3).split(X, y))
+    train = folds[0][0]
+    for c in (0, 9):
+        C = ours.Cs_[c]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # float64's floor, 2e-8
+            single = TorchLogisticRegression(C=C, tol=1e-8).fit(X[train], y[train])
+        packed = ours.coefs_paths_[0, 0, c]
+        got = objective_value(packed[:, :-1], packed[:, -1], X[train], y[train], C=C)
+        best = objective_value(single.coef_, single.intercept_, X[train], y[train], C=C)
+        assert got - best < 1e-6, (C, got - best)
+
+
 def test_sample_weight_is_routed_to_training_and_scoring(breast_cancer):
     X, y = breast_cancer
     sw = np.random.RandomState(0).randint(1, 4, size=len(y)).astype(float)
