@@ -76,6 +76,10 @@ from ._threads import threads_for
 # of softmax and its gradient per epoch.
 TRIANGLE_MADDS_PER_UNIT = 8.0
 LOGIT_UNITS = 10.0
+# Multinomial dense metrics stay in Newton's mode while a measurement costs at most this
+# many epochs: Newton's 10-20 epochs at 1 + ratio each against the 80-150 epochs of a
+# metric measured on the schedule's budget (2,500 x 15 with 12 classes: 84 epochs).
+DENSE_NEWTON_MAX_RATIO = 6.0
 # The batch measures curvature on this many rows per column of [X, 1] (at most
 # CURVATURE_MAX_ROWS): see batch_curvature_rows.
 ROWS_PER_COLUMN = 128
@@ -487,8 +491,9 @@ def batch_measure_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_prob
     metric needs over a hundred (breast cancer: 21 epochs against 133, in a
     third of the time). Multinomial ``"dense"`` metrics take the block model's
     cost with ``K`` class pairs per logit (the ``K x K`` logit curvatures times
-    the row products): small models (iris, wine) stay in Newton's mode, while
-    on 2,500 x 15 with 12 classes a measurement costs about 8 epochs, and
+    the row products), and stay in Newton's mode up to
+    :data:`DENSE_NEWTON_MAX_RATIO` (iris, wine, 45 x 30 with 3 classes at about
+    3); on 2,500 x 15 with 12 classes a measurement costs about 8 epochs, and
     Newton's mode, measuring after nearly every epoch, took 11 s and reached
     ``max_iter`` (10 Cs x 3 folds) where the schedule's budget takes 1 s.
 
@@ -508,7 +513,10 @@ def batch_measure_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_prob
     rows = batch_curvature_rows(n_rows, m)
     epoch = logits * n_rows * (3.0 * nnz_per_row / MADDS_PER_UNIT + LOGIT_UNITS)
     measure = logits * pairs * rows * m * (m + 1) / 2.0 / TRIANGLE_MADDS_PER_UNIT
-    return (measure + MEASURE_OVERHEAD) / (epoch + EPOCH_OVERHEAD)
+    ratio = (measure + MEASURE_OVERHEAD) / (epoch + EPOCH_OVERHEAD)
+    if kind == "dense" and ratio <= DENSE_NEWTON_MAX_RATIO:
+        return RemeasureSchedule.NEWTON_RATIO
+    return ratio
 
 
 @dataclass
