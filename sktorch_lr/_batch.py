@@ -685,6 +685,23 @@ def solve_batch(
     seen = torch.zeros(B, dtype=torch.long, device=device)
     schedule = RemeasureSchedule(measure_ratio)
     since = torch.zeros(B, dtype=torch.long, device=device)
+
+    def remeasure(ids):
+        """Fresh metrics for problems ``ids`` at ``theta``, their step rules restarted;
+        returns their new directions (the decrements set)."""
+        metric.update(ids, problem.measure(*_unpack(theta[ids], fit_intercept), ids, kind))
+        since[ids] = 0
+        moved[ids] = False
+        measured_theta[ids] = theta[ids]
+        if conjugate:
+            previous_gd[ids] = 0.0  # restart in the new metric
+        history[ids] = math.nan
+        seen[ids] = 0
+        retune(ids)
+        renewed = project(metric.solve(grad[ids], ids), ids)
+        decrement[ids] = _decrement(grad[ids], renewed)
+        return renewed
+
     epoch = 0
     for epoch in range(1, max_iter + 1):
         idx = every[active]
@@ -787,20 +804,7 @@ def solve_batch(
         fresh = stale | (due & ~below)
         renew = idx[fresh]
         if len(renew):
-            metric.update(
-                renew, problem.measure(*_unpack(theta[renew], fit_intercept), renew, kind)
-            )
-            since[renew] = 0
-            moved[renew] = False
-            measured_theta[renew] = theta[renew]
-            if conjugate:
-                previous_gd[renew] = 0.0  # restart in the new metric
-            history[renew] = math.nan
-            seen[renew] = 0
-            retune(renew)
-            renewed = project(metric.solve(grad[renew], renew), renew)
-            direction[fresh] = renewed
-            decrement[renew] = _decrement(grad[renew], renewed)
+            direction[fresh] = remeasure(renew)
         # --- stops: the decrement, or a stall
         finished = idx[decrement[idx] <= tol]
         converged[finished] = True
@@ -826,25 +830,13 @@ def solve_batch(
             if conjugate:
                 logits = logits.to(torch.float64)  # the evaluations' logits from now on
                 logits[:, ids] = problem.logits
-                previous_gd[ids] = 0.0
             buffers[ids] = 0.0
             # A fresh metric and the rule's step: the steps float32's noise rejected
             # left lr halved and the metric damped (see solve's refine).
-            metric.update(ids, problem.measure(*_unpack(theta[ids], fit_intercept), ids, kind))
-            since[ids] = 0
-            moved[ids] = False
-            measured_theta[ids] = theta[ids]
             halvings[ids] = 0
-            retune(ids)
-            fresh_direction = project(metric.solve(grad[ids], ids), ids)
-            direction[going] = fresh_direction
-            decrement[ids] = _decrement(
-                grad[ids], _undamped(metric, grad[ids], ids, fresh_direction, project)
-            )
+            direction[going] = remeasure(ids)
             idle[ids] = 0
             best_decrement[ids] = math.inf
-            history[ids] = math.nan
-            seen[ids] = 0
             stalled = stalled[:0]
         if len(stalled):
             converged[stalled] = decrement[stalled] <= resolution

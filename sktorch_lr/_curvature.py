@@ -501,6 +501,18 @@ def _marquardt(H, levenberg):
     return H + levenberg * torch.diag_embed(torch.diagonal(H, dim1=-2, dim2=-1))
 
 
+def jacobi_scaled(H):
+    """``(D^-1/2 H D^-1/2, D^-1/2's diagonal)`` for ``H`` of shape ``(..., s, s)``.
+
+    The scaled matrix has a unit diagonal, and its spectrum does not depend on
+    the coordinates' units. A non-positive diagonal entry (an all-zero column,
+    no penalty) counts as 1.
+    """
+    d = torch.diagonal(H, dim1=-2, dim2=-1)
+    s = torch.where(d > 0, d, 1.0).rsqrt()
+    return H * (s[..., :, None] * s[..., None, :]), s
+
+
 def damped_cholesky(H):
     """Cholesky factors of ``H + DAMPING * diag(H)``, ``H`` of shape ``(..., s, s)``.
 
@@ -513,9 +525,8 @@ def damped_cholesky(H):
     the diagonal (an all-zero column, no penalty) counts as 1. Where rounding
     leaves a scaled matrix indefinite, its damping grows a hundredfold.
     """
-    d = torch.diagonal(H, dim1=-2, dim2=-1)
-    s = torch.where(d > 0, d, 1.0).rsqrt()
-    scaled = H * (s[..., :, None] * s[..., None, :])
+    scaled, s = jacobi_scaled(H)
+    unit = scaled.diagonal(dim1=-2, dim2=-1).clone()  # 1, or 0 on an all-zero column
     scaled.diagonal(dim1=-2, dim2=-1).add_(DAMPING)
     with threads_for_factors(H.shape[-1]):
         L, info = torch.linalg.cholesky_ex(scaled)
@@ -526,7 +537,7 @@ def damped_cholesky(H):
                 raise ValueError("The measured Hessian is not positive semi-definite.")
             bad = info != 0
             retry = scaled[bad]
-            retry.diagonal(dim1=-2, dim2=-1).copy_((d * s * s)[bad] + damping)
+            retry.diagonal(dim1=-2, dim2=-1).copy_(unit[bad] + damping)
             L[bad], info[bad] = torch.linalg.cholesky_ex(retry)
     return L / s[..., :, None]
 

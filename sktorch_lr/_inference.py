@@ -24,6 +24,8 @@ the fit happened to split the shift.
 import numpy as np
 import torch
 
+from ._curvature import jacobi_scaled
+
 # Relative size (to the largest eigenvalue of the Jacobi-scaled Hessian) at or below
 # which an eigenvalue other than the known null directions makes the Hessian singular.
 SINGULAR_RELATIVE = 1e-12
@@ -57,9 +59,8 @@ def pseudo_inverse(H, null_dims):
     inverse from the scaled matrix is projected onto the complement of ``H``'s
     null space: the Moore-Penrose inverse.
     """
-    d = torch.diagonal(H)
-    s = torch.where(d > 0, d, torch.ones_like(d)).rsqrt()
-    eig, vec = torch.linalg.eigh(H * s[:, None] * s[None, :])
+    scaled, s = jacobi_scaled(H)
+    eig, vec = torch.linalg.eigh(scaled)
     scale = float(eig[-1].abs()) or 1.0
     kept = eig[null_dims:]
     if float(kept[0]) <= SINGULAR_RELATIVE * scale:

@@ -500,9 +500,7 @@ class GradientInspector:
             candidate = theta - H_inv @ current[2]
             following = self._pieces_at(candidate)
             next_distance, next_H_inv = self._newton_distance(*following)
-            separated = not self._penalty.l2 and max(current[0][2], following[0][2]) > (
-                _inference.SEPARATION_LOGIT
-            )
+            separated = self._separated(max(current[0][2], following[0][2]))
             needed = distance / POLISH_SEPARATED_FALL if separated else distance
             if next_distance is None or not next_distance < needed:
                 break  # no progress in this precision: keep the last point
@@ -827,11 +825,15 @@ class GradientInspector:
             theta = torch.cat([theta, result.intercept.reshape(len(weights), -1)], 1)
         return np.stack([self._report(t.to(torch.float64)).numpy() for t in theta])
 
+    def _separated(self, max_logit):
+        """Whether logits this large mean (nearly) separated classes: without a penalty."""
+        return not self._penalty.l2 and max_logit > _inference.SEPARATION_LOGIT
+
     def _warn_separation(self):
         import warnings
 
         max_logit = self._logit_pieces()[2]
-        if not self._penalty.l2 and max_logit > _inference.SEPARATION_LOGIT:
+        if self._separated(max_logit):
             warnings.warn(
                 f"Some fitted logits reach {max_logit:.3g}: the classes are (nearly) "
                 "separated, the unpenalised coefficients run off towards infinity and their "
