@@ -27,7 +27,7 @@ gradient ``P_p^-1 g_p``, in the centred parametrisation, with
 The constants are those of the single solver's rule classes, read from them,
 so both solvers change together. The curvature is measured for all problems in
 one more matrix product: the per-sample logit curvatures of every problem (by
-autograd, :func:`~sktorch_lr._curvature.logit_curvature`) times the products
+autograd, :func:`~sktorch_lr._curvature.link_jacobian`) times the products
 ``x_ij x_il`` of each row, which no problem changes.
 """
 
@@ -49,7 +49,7 @@ from ._curvature import (
     cholesky_solve,
     choose_preconditioner,
     damped_cholesky,
-    logit_curvature,
+    link_jacobian,
     logit_curvature_diagonal,
     logit_drift,
     logit_variance,
@@ -299,7 +299,6 @@ class BatchProblem:
         if n > n_rows:
             rows = torch.linspace(0, n - 1, n_rows).round().long().to(self.X.device)
         X = self.X if rows is None else self.X.index_select(0, rows)
-        y = self.y if rows is None else self.y.index_select(0, rows)
         w = self.weights[idx] if rows is None else self.weights[idx][:, rows]
         w = w.to(torch.float64)
         w = w / w.sum(1, keepdim=True).clamp_min(1e-300)
@@ -323,24 +322,21 @@ class BatchProblem:
             else:
                 Xc = X[start : start + step]
             Xc = Xc.to(torch.float64)
-            yc = y[start : start + step]
-            yc = yc.to(torch.float64) if yc.is_floating_point() else yc
             rows_here = Xc.shape[0]
             with torch.no_grad():
                 Z = linear_logits(Xc, coef64.reshape(b * K, d), None).view(rows_here, b, K)
                 if int64 is not None:
                     Z = Z + self.model_intercept(coef64, int64, idx).to(torch.float64)
             flat_z = Z.reshape(rows_here * b, K)
-            flat_y = yc[:, None].expand(rows_here, b).reshape(-1)
             flat_s = w[:, start : start + step].T.reshape(-1)
             if kind == "dense":
-                A, _ = logit_curvature(flat_z, flat_y, flat_s, 1.0)
+                A = link_jacobian(flat_z, flat_s, 1.0)
                 A = A.reshape(rows_here, b * K * K)
             else:
                 # The closed form: the batch's (rows x problems) samples would take K
-                # double backwards of autograd, ten times the cost here (digits x 50
-                # problems: 150 ms against 15 ms); tests check the two agree.
-                A = logit_curvature_diagonal(flat_z, flat_y, flat_s, 1.0, by_autograd=False)
+                # backwards of autograd, several times the cost here; tests check
+                # the two agree.
+                A = logit_curvature_diagonal(flat_z, flat_s, 1.0, by_autograd=False)
                 A = A.reshape(rows_here, b * K)
             products = None if cache is None else cache.get((start, rows_here, m))
             if products is None:

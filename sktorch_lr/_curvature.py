@@ -104,6 +104,32 @@ def logit_curvature(logits, y, sample_weight, normalizer):
     return torch.stack(rows, dim=1), g.detach()
 
 
+def link_jacobian(logits, sample_weight, normalizer, diagonal=False):
+    """The data term's logit Hessians as autograd's Jacobian of the model's link.
+
+    The cross-entropy's gradient in the logits is ``s_i (p_i - y_i) / normalizer``
+    with ``p = sigmoid(z)`` or ``softmax(z)`` (the canonical link), so its
+    Hessian is the Jacobian of ``p`` itself: one backward through the link per
+    class, where :func:`logit_curvature` differentiates the loss twice (three
+    times the cost on breast cancer, four on digits). Returns ``A`` of shape
+    ``(n, K, K)`` as :func:`logit_curvature` does, or with ``diagonal=True``
+    the diagonals ``(n, K)``; the tests check that the two agree.
+    """
+    # Classes along the first dimension: torch's softmax over a short last
+    # dimension is several times slower than over the first.
+    zt = logits.detach().T.contiguous().requires_grad_(True)
+    K = zt.shape[0]
+    p = torch.sigmoid(zt) if K == 1 else torch.softmax(zt, dim=0)
+    ones = torch.ones_like(p[0])
+    rows = []
+    for k in range(K):
+        (row,) = torch.autograd.grad(p[k], zt, grad_outputs=ones, retain_graph=k < K - 1)
+        rows.append(row[k] if diagonal else row)
+    scale = 1.0 / normalizer if sample_weight is None else sample_weight / normalizer
+    stacked = torch.stack(rows) * scale  # (K, n) or (K, K, n)
+    return (stacked.T if diagonal else stacked.permute(2, 0, 1)).contiguous()
+
+
 def logit_variance(logits, z):
     """``Var_{p_i}(z_i)`` for each sample (``p_i (1 - p_i) z_i^2`` for the sigmoid), float64.
 
@@ -190,7 +216,12 @@ def linear_model_hessian(X, A, l2, fit_intercept):
     """
     n, d = X.shape
     K = A.shape[1]
-    if K == 1:
+    if K == 1 and n * (d + 1) <= HESSIAN_BLOCK_NUMBERS:
+        # Rows that fit in one cache-sized block: one product of the augmented rows
+        # (a handful of kernels: small fits measure their curvature every epoch).
+        Xa = _augmented(X, fit_intercept)
+        H = Xa.T @ (Xa * A[:, 0])
+    elif K == 1:
         # Blockwise, without the augmented copy of X: [[X'DX, X'D1], [1'DX, 1'D1]],
         # a cache-sized block of weighted rows at a time (HESSIAN_BLOCK_NUMBERS).
         a = A[:, 0, 0]
@@ -223,8 +254,8 @@ def linear_model_hessian(X, A, l2, fit_intercept):
         if fit_intercept:
             order = torch.cat([order, idx[:, d]])
         H = H[order][:, order]
-    n_coef = K * d
-    H[:n_coef, :n_coef] += l2 * torch.eye(n_coef, dtype=H.dtype, device=H.device)
+    if l2:
+        H.diagonal()[: K * d].add_(l2)
     return H
 
 
@@ -389,9 +420,9 @@ MAX_BLOCK_SIZE = 1024
 # Multinomial models with at most this many parameters get the full Hessian
 # (class coupling included); larger ones the per-class blocks.
 MAX_DENSE_MULTINOMIAL_PARAMS = 256
-# Up to this many classes the logits' curvature comes from autograd (one double
-# backward per class); above, from the closed form ``p (1 - p)`` that the tests
-# check against autograd.
+# Up to this many classes the logits' curvature comes from autograd (one backward
+# through the link per class); above, from the closed form ``p (1 - p)`` that the
+# tests check against autograd.
 MAX_AUTOGRAD_LOGIT_CLASSES = 16
 # Damping added to a factorised Hessian, relative to each coordinate's own
 # curvature: it only matters along exact null directions (the softmax's shared
@@ -399,27 +430,20 @@ MAX_AUTOGRAD_LOGIT_CLASSES = 16
 DAMPING = 1e-10
 
 
-def logit_curvature_diagonal(logits, y, sample_weight, normalizer, by_autograd=None):
+def logit_curvature_diagonal(logits, sample_weight, normalizer, by_autograd=None):
     """``a[i, k] = d^2 (s_i loss_i / normalizer) / dz_ik^2``, shape ``(n, K)``.
 
-    The diagonal of each sample's logit Hessian. By autograd (one double
-    backward per class) up to :data:`MAX_AUTOGRAD_LOGIT_CLASSES` classes, else
-    by its closed form ``s_i p_ik (1 - p_ik) / normalizer``; ``by_autograd``
-    forces one or the other (the tests check that they agree).
+    The diagonal of each sample's logit Hessian (it does not depend on the
+    labels). By autograd (:func:`link_jacobian`, one backward per class) up to
+    :data:`MAX_AUTOGRAD_LOGIT_CLASSES` classes, else by its closed form
+    ``s_i p_ik (1 - p_ik) / normalizer``; ``by_autograd`` forces one or the
+    other (the tests check that they agree).
     """
     K = logits.shape[1]
     if by_autograd is None:
         by_autograd = K <= MAX_AUTOGRAD_LOGIT_CLASSES
     if by_autograd:
-        # logit_curvature's double backward per class, keeping each row's diagonal
-        # entry only (the (n, K, K) stack of the full rows is not needed here).
-        z = logits.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(data_term(z, y, sample_weight, normalizer), z, create_graph=True)
-        columns = []
-        for k in range(K):
-            (row,) = torch.autograd.grad(g[:, k].sum(), z, retain_graph=k < K - 1)
-            columns.append(row[:, k])
-        return torch.stack(columns, 1)
+        return link_jacobian(logits, sample_weight, normalizer, diagonal=True)
     p = torch.softmax(logits, dim=1)
     a = p * (1.0 - p)
     scale = 1.0 / normalizer if sample_weight is None else (sample_weight / normalizer)[:, None]
@@ -526,18 +550,19 @@ def damped_cholesky(H):
     leaves a scaled matrix indefinite, its damping grows a hundredfold.
     """
     scaled, s = jacobi_scaled(H)
-    unit = scaled.diagonal(dim1=-2, dim2=-1).clone()  # 1, or 0 on an all-zero column
     scaled.diagonal(dim1=-2, dim2=-1).add_(DAMPING)
     with threads_for_factors(H.shape[-1]):
         L, info = torch.linalg.cholesky_ex(scaled)
         damping = DAMPING
-        while bool((info != 0).any()):  # rare: escalate the failed matrices' damping only
+        while info.any():  # rare: escalate the failed matrices' damping only
             damping *= 100.0
             if damping > 1.0:
                 raise ValueError("The measured Hessian is not positive semi-definite.")
             bad = info != 0
             retry = scaled[bad]
-            retry.diagonal(dim1=-2, dim2=-1).copy_(unit[bad] + damping)
+            # The scaled diagonal: 1, or 0 on an all-zero column.
+            diag = torch.diagonal(H[bad], dim1=-2, dim2=-1)
+            retry.diagonal(dim1=-2, dim2=-1).copy_(torch.where(diag > 0, 1.0, diag) + damping)
             L[bad], info[bad] = torch.linalg.cholesky_ex(retry)
     return L / s[..., :, None]
 
@@ -661,16 +686,16 @@ def measure_preconditioner(data, penalty, coef, intercept, mean, kind):
         return _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean64)
     total = 0.0
     width = (d + 1) * max(K, 1) if kind == "dense" else d + 1
-    for X, y, sw in _chunks(data, rows, width):
+    for X, _, sw in _chunks(data, rows, width):
         if mean64 is not None:
             X = X - mean64
         with torch.no_grad():
             logits = linear_logits(X, coef, intercept)
         if kind == "dense":
-            A, _ = logit_curvature(logits, y, sw, normalizer)
+            A = link_jacobian(logits, sw, normalizer)
             part = linear_model_hessian(X, A, 0.0, fit_intercept)
         else:
-            a = logit_curvature_diagonal(logits, y, sw, normalizer)
+            a = logit_curvature_diagonal(logits, sw, normalizer)
             if kind == "block":
                 part = class_blocks(_augmented(X, fit_intercept), a)
             else:
@@ -682,8 +707,8 @@ def measure_preconditioner(data, penalty, coef, intercept, mean, kind):
 def _finish(total, kind, penalty, coef_shape, fit_intercept):
     K, d = coef_shape
     if kind == "dense":
-        n_coef = K * d
-        total[:n_coef, :n_coef] += penalty.l2 * torch.eye(n_coef, dtype=total.dtype)
+        if penalty.l2:
+            total.diagonal()[: K * d].add_(penalty.l2)
         return DensePreconditioner(total, coef_shape, fit_intercept)
     if kind == "block":
         idx = torch.arange(d)
@@ -704,7 +729,7 @@ def _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean):
         shift = intercept if mean is None else intercept - coef @ mean
         if intercept is not None:
             logits = logits + shift
-    a = logit_curvature_diagonal(logits, y, sw, normalizer)  # (n, K)
+    a = logit_curvature_diagonal(logits, sw, normalizer)  # (n, K)
     X2 = torch.sparse_coo_tensor(
         X.indices(), X.values().pow(2), X.shape, check_invariants=False, is_coalesced=True
     )

@@ -276,7 +276,10 @@ class Problem:
         loss = 0.0
         exact = self.float64_sums and batch is None
         for rows, Xr in _row_blocks(X):
-            yr, swr = y[rows], None if sw is None else sw[rows]
+            if Xr is X:  # one block: no slicing
+                yr, swr = y, sw
+            else:
+                yr, swr = y[rows], None if sw is None else sw[rows]
             if exact:
                 Xr, coef_r, intercept_r = self._float64_block(Xr, coef, raw)
                 yr = yr.to(torch.float64) if yr.is_floating_point() else yr
@@ -289,7 +292,7 @@ class Problem:
                 pen = penalty_term(coef_r if exact else coef, penalty, include_l1=False)
                 part = part if pen is None else part + pen
             part.backward()
-            loss = loss + part.detach()
+            loss = part.detach() if rows.start == 0 else loss + part.detach()
             if keep:
                 logits.append(z.detach())
         if keep:
@@ -793,8 +796,12 @@ def _gradient_measure(grads, direction):
     gmax = torch.stack(torch._foreach_norm(grads, math.inf)).max()
     if direction is None:
         return math.nan, float(gmax)
-    dec_sq = sum((g.double() * d.double()).sum() for g, d in zip(grads, direction, strict=True))
-    dec_sq, gmax = torch.stack([dec_sq, gmax.double()]).tolist()
+    if grads[0].dtype != torch.float64:
+        grads = [g.double() for g in grads]
+        direction = [d.double() for d in direction]
+        gmax = gmax.double()
+    dec_sq = sum(t.sum() for t in torch._foreach_mul(grads, direction))
+    dec_sq, gmax = torch.stack([dec_sq, gmax]).tolist()
     return math.sqrt(max(dec_sq, 0.0)), gmax
 
 

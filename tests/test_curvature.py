@@ -162,13 +162,31 @@ def test_logit_curvature_diagonal_autograd_is_the_closed_form(K):
     z = torch.randn(50, K, generator=gen, dtype=torch.float64)
     sw = torch.rand(50, generator=gen, dtype=torch.float64)
     if K == 1:
-        y = (torch.rand(50, generator=gen) > 0.5).double()
         closed = (torch.sigmoid(z) * torch.sigmoid(-z)) * (sw / 7.0)[:, None]
     else:
-        y = torch.randint(0, K, (50,), generator=gen)
-        closed = logit_curvature_diagonal(z, y, sw, 7.0, by_autograd=False)
-    auto = logit_curvature_diagonal(z, y, sw, 7.0, by_autograd=True)
+        closed = logit_curvature_diagonal(z, sw, 7.0, by_autograd=False)
+    auto = logit_curvature_diagonal(z, sw, 7.0, by_autograd=True)
     torch.testing.assert_close(auto, closed, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_link_jacobian_is_the_losss_second_derivative(K, weighted):
+    # The canonical link: the Jacobian of sigmoid/softmax is the cross-entropy's
+    # Hessian in the logits, which logit_curvature takes by a double backward.
+    from sktorch_lr._curvature import link_jacobian, logit_curvature
+
+    gen = torch.Generator().manual_seed(1)
+    z = 4.0 * torch.randn(40, K, generator=gen, dtype=torch.float64)
+    sw = torch.rand(40, generator=gen, dtype=torch.float64) if weighted else None
+    if K == 1:
+        y = (torch.rand(40, generator=gen) > 0.5).double()
+    else:
+        y = torch.randint(0, K, (40,), generator=gen)
+    expected, _ = logit_curvature(z, y, sw, 3.0)
+    torch.testing.assert_close(link_jacobian(z, sw, 3.0), expected, rtol=1e-12, atol=1e-15)
+    diagonal = torch.diagonal(expected, dim1=1, dim2=2)
+    torch.testing.assert_close(link_jacobian(z, sw, 3.0, diagonal=True), diagonal)
 
 
 @pytest.mark.parametrize("kind, K", [("dense", 1), ("dense", 3), ("block", 4)])
