@@ -413,8 +413,10 @@ class GradientInspector:
         Returns ``(A, g, max_logit)`` at :meth:`params` (the optimum the
         inference is about): ``A_i = d^2 loss_i / dz_i^2`` of shape
         ``(n, K, K)`` and ``g_i = d loss_i / dz_i`` of shape ``(n, K)``, of the
-        unweighted losses, by autograd on the logits (one double backward per
-        class: the route training's curvature takes), each checked against
+        unweighted losses, by autograd on the logits (the loss differentiated
+        twice, one double backward per class; training takes the cheaper
+        Jacobian of the link, :func:`~sktorch_lr._curvature.link_jacobian`,
+        which the tests check against this), each checked against
         ``diag(p) - p p^T`` and ``p - y``; and the largest ``|z_i|``. Every
         matrix of the inference is one of these chained through ``nn.Linear``
         (:func:`~sktorch_lr._curvature.linear_model_hessian`,
