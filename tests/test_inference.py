@@ -110,6 +110,27 @@ def test_influence_matches_statsmodels_glm_influence(binary):
     np.testing.assert_allclose(ours.dfbeta, ref.d_params, rtol=RTOL, atol=1e-12)
 
 
+def test_sample_weights_are_statsmodels_var_weights():
+    # Each row is one observation whose log-likelihood counts s_i times: the sandwich's
+    # meat takes s_i^2, and leaving a row out removes all of its weight. statsmodels'
+    # freq_weights read them as copies instead (meat s_i, one copy left out).
+    X, y, _ = _binary()
+    w = np.random.default_rng(3).integers(1, 4, len(y)).astype(float)
+    est = TorchLogisticRegression(C=np.inf, tol=1e-10).fit(X, y, sample_weight=w)
+    ins = GradientInspector(est, X, y, sample_weight=w)
+    glm = sm.GLM(y, _design(X), family=sm.families.Binomial(), var_weights=w)
+    np.testing.assert_allclose(
+        ins.covariance("nonrobust"), glm.fit(tol=1e-12).cov_params(), rtol=RTOL
+    )
+    hc0 = glm.fit(cov_type="HC0", tol=1e-12).cov_params()
+    np.testing.assert_allclose(ins.covariance("HC0"), hc0, rtol=RTOL)
+    ref = glm.fit(tol=1e-12).get_influence()
+    ours = ins.influence()
+    np.testing.assert_allclose(ours.leverage, ref.hat_matrix_diag, rtol=RTOL)
+    np.testing.assert_allclose(ours.cooks_distance, ref.cooks_distance[0], rtol=RTOL)
+    np.testing.assert_allclose(ours.dfbeta, ref.d_params, rtol=RTOL, atol=1e-12)
+
+
 def test_multinomial_matches_mnlogit_with_the_first_class_as_reference():
     X, _, logits = _binary()
     rng = np.random.default_rng(1)
