@@ -20,6 +20,9 @@ gradient ``P_p^-1 g_p``, in the centred parametrisation, with
   each epoch's momentum and ``lr`` per problem from conjugate gradients, the
   curvature along each problem's buffer from one more product ``X V`` and the
   logits the last evaluation kept,
+- in Newton's mode, :class:`~sktorch_lr._solver.LineSearch`'s: far from the
+  optimum each problem's ``lr`` is the minimum along its Newton step, from one
+  more product ``X D`` and the kept logits,
 - :class:`~sktorch_lr._solver.StallStop`'s rule, and its own stop on the
   Newton decrement ``sqrt(g^T P^-1 g) <= tol``. A problem that stops leaves
   the batch: later epochs multiply only the columns still training.
@@ -51,6 +54,7 @@ from ._curvature import (
     damped_cholesky,
     link_jacobian,
     logit_curvature_diagonal,
+    logit_derivatives_along,
     logit_drift,
     logit_variance,
     preconditioned_spectrum,
@@ -63,6 +67,7 @@ from ._solver import (
     NOISE_ULPS,
     ConjugateStep,
     DivergenceError,
+    LineSearch,
     RemeasureSchedule,
     SpectrumEstimate,
     StallStop,
@@ -640,13 +645,18 @@ def solve_batch(
     conjugate = (
         kind in ConjugateStep.KINDS and K <= ConjugateStep.MAX_CLASSES and problem.fits_one_block(B)
     )
-    problem.keep_logits = conjugate
+    # LineSearch's rule where the single solver takes it: dense metrics in Newton's mode.
+    newton_mode = RemeasureSchedule(measure_ratio).min_epochs == 1
+    line_search = kind == "dense" and newton_mode and problem.fits_one_block(B)
+    keep_logits = conjugate or line_search
+    problem.keep_logits = keep_logits
     f, grad = evaluate(every, theta)
     _check(f, 0)
     # Where each problem's metric was measured, for stale_decrement_bound.
     measured_theta = theta.clone()
-    if conjugate:
+    if keep_logits:
         logits = problem.logits.clone()
+    if conjugate:
         previous_direction = torch.zeros_like(theta)
         previous_gd = torch.zeros(B, dtype=torch.float64, device=device)  # 0: restart
     f_start = f.clone()
@@ -734,6 +744,18 @@ def solve_batch(
             lr_a = lr_a.to(dtype)[:, None, None]
             m_a = m_a.to(dtype)[:, None, None]
         else:
+            if line_search:
+                searching = (
+                    (halvings[idx] == 0)
+                    & (momentum[idx] == 0)
+                    & (decrement[idx] > LineSearch.MIN_DECREMENT)
+                )
+                if bool(searching.any()):
+                    sub = idx[searching]
+                    lr[sub] = _line_minima(
+                        problem, logits[:, sub], sub, grad[sub], direction[searching],
+                        theta[sub], fit_intercept,
+                    )  # fmt: skip
             lr_a = lr[idx].to(dtype)[:, None, None]
             m_a = momentum[idx].to(dtype)[:, None, None]
         buf = m_a * buffers[idx] + direction
@@ -751,7 +773,7 @@ def solve_batch(
         grad[acc] = grad_new[ok]
         moved[acc] = True
         halvings[acc] = 0
-        if conjugate:
+        if keep_logits:
             logits[:, acc] = problem.logits[:, ok]
         lr[acc] = torch.minimum(lr_max[acc], lr[acc] * StepControl.GROW)
         # --- rejected ones: back to the start of the epoch, momentum forgotten, shorter step
@@ -834,7 +856,7 @@ def solve_batch(
             f_ids, grad_ids = evaluate(ids, theta[ids])
             f[ids] = f_ids
             grad[ids] = grad_ids
-            if conjugate:
+            if keep_logits:
                 logits = logits.to(torch.float64)  # the evaluations' logits from now on
                 logits[:, ids] = problem.logits
             buffers[ids] = 0.0
@@ -867,6 +889,38 @@ def solve_batch(
     if intercept is not None:
         intercept = problem.model_intercept(coef, intercept.contiguous(), every).detach()
     return BatchResult(coef, intercept, f, decrement, n_iter, converged, epoch)
+
+
+def _line_minima(problem, logits, idx, grad, direction, theta, fit_intercept):
+    """:class:`~sktorch_lr._solver.LineSearch`'s ``lr`` for problems ``idx`` (float64).
+
+    Each problem's minimum of ``J_p(theta_p - t d_p)``, as
+    :meth:`~sktorch_lr._solver.Problem.line_minimum` finds it for one: the
+    logits ``(n, b, K)`` kept at ``theta`` and one product ``X D`` give the
+    logits along every line, whose derivatives are one pass over them.
+    """
+    with torch.no_grad():
+        dz = problem.logit_change(*_unpack(direction, fit_intercept), idx).to(torch.float64)
+        z0 = logits.to(torch.float64)
+        n, b = dz.shape[0], dz.shape[1]
+        y = problem.y[:, None].expand(n, b)
+        w = problem.weights[idx].to(torch.float64)  # (b, n)
+        S = problem.weight_sum[idx].to(torch.float64)
+        l2 = problem.l2[idx].to(torch.float64)
+        coef, coef_d = _unpack(theta, fit_intercept)[0], _unpack(direction, fit_intercept)[0]
+        wd = (coef.double() * coef_d.double()).sum((1, 2))
+        dd = coef_d.double().square().sum((1, 2))
+        slope0 = (grad.double() * direction.double()).sum((1, 2))
+
+        def derivatives(t):
+            t = torch.tensor(t, dtype=torch.float64, device=dz.device)
+            first, second = logit_derivatives_along(z0 - t[None, :, None] * dz, y, dz)
+            slope = -(w * first.T).sum(1) / S + l2 * (t * dd - wd)
+            curvature = (w * second.T).sum(1) / S + l2 * dd
+            return slope.tolist(), curvature.tolist()
+
+        t = LineSearch.minimise(derivatives, slope0.clamp_min(1e-300).tolist())
+        return torch.tensor(t, dtype=torch.float64, device=dz.device)
 
 
 def _conjugate_step(

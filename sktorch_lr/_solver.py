@@ -25,6 +25,8 @@ has curvature close to 1 in every direction, whatever the features' scales or
   convergence (heavy ball's momentum);
 - :class:`ConjugateStep`: on the per-class block metric, each epoch's momentum
   and ``lr`` from nonlinear conjugate gradients instead;
+- :class:`LineSearch`: in Newton's mode, far from the optimum, ``lr`` is the
+  minimum of the objective along the Newton direction;
 - :class:`StallStop`: stop when no step makes progress in the working precision;
 - :class:`BatchGrowth`: mini-batches double when the objective stalls.
 
@@ -40,6 +42,7 @@ import torch
 
 from ._curvature import (
     logit_curvature_along,
+    logit_derivatives_along,
     logit_drift,
     measure_preconditioner,
     stale_decrement_bound,
@@ -358,6 +361,39 @@ class Problem:
             if self.penalty.l2:
                 value = value + self.penalty.l2 * coef_v.double().square().sum()
         return float(value)
+
+    def line_minimum(self, params, direction, slope0):
+        """The step ``t`` that minimises ``J(theta - t d)`` along ``d = direction``.
+
+        ``theta`` are the last full evaluation's parameters and ``slope0 =
+        g^T d > 0``. The logits are affine in ``t``, ``z(t) = z - t X d``, from
+        the kept logits and one product ``X d`` (through the centring): each of
+        at most :data:`LineSearch.ITERATIONS` safeguarded Newton steps on ``t``
+        costs a pass over the ``n x K`` logits, not over ``X``
+        (:func:`~sktorch_lr._curvature.logit_derivatives_along`); the
+        iteration is :meth:`LineSearch.minimise`.
+        """
+        X, y, sw = self.data.full()
+        S = self.data.weight_sum
+        coef, coef_d = params[0].detach(), direction[0]
+        intercept_d = self.model_intercept(coef_d, direction[1]) if self.fit_intercept else None
+        l2 = self.penalty.l2
+        with torch.no_grad():
+            dz = linear_logits(X, coef_d, intercept_d).to(torch.float64)
+            z0 = self.logits.to(torch.float64)
+            # The penalty along the line: l2/2 ||W - t d_W||^2.
+            wd = float((coef.double() * coef_d.double()).sum()) if l2 else 0.0
+            dd = float(coef_d.double().square().sum()) if l2 else 0.0
+            sw64 = None if sw is None else sw.to(torch.float64)
+
+            def derivatives(t):
+                first, second = logit_derivatives_along(z0 - t[0] * dz, y, dz)
+                if sw64 is not None:
+                    first, second = first * sw64, second * sw64
+                first, second = torch.stack([first.sum(), second.sum()]).tolist()
+                return [-first / S + l2 * (t[0] * dd - wd)], [second / S + l2 * dd]
+
+            return LineSearch.minimise(derivatives, [slope0])[0]
 
     def drift_since(self, params, then):
         """:func:`~sktorch_lr._curvature.logit_drift` of the logits from parameters ``then``.
@@ -685,6 +721,79 @@ def _dot(a, b):
     return float(sum((x.double() * y.double()).sum() for x, y in zip(a, b, strict=True)))
 
 
+class LineSearch:
+    """In Newton's mode, far from the optimum: ``lr`` minimises the objective along the step.
+
+    A fresh dense metric makes the step ``P^-1 g`` Newton's, whose length 1 is
+    right near the optimum (quadratic convergence) but not far from it: from
+    zero the logistic curvature is at its largest, and it shrinks as the fit
+    sharpens, so full Newton steps fall short. While the decrement is above
+    :data:`MIN_DECREMENT`, each epoch's ``lr`` is the minimum of ``J`` along
+    the direction (:meth:`Problem.line_minimum`), which costs passes over the
+    logits, not over ``X``. The step is still ``torch.optim.SGD``'s with that
+    ``lr`` (momentum 0, as Newton's mode has). On the lesson's data it cuts
+    Newton's 4-14 epochs (``C`` from 1e-2 to 1e4) to 3-8; on standardised
+    breast cancer (``C`` in ``np.logspace(-4, 4, 10)``) 3-15 to 3-10. Default
+    small fits take 15-27% less time.
+    """
+
+    # The quadratic phase starts about here: below, Newton's step length is the minimum's.
+    MIN_DECREMENT = 1e-3
+    # Safeguarded Newton steps on t at most, and the slope (relative to its start) that
+    # is close enough to the minimum: lr need not be exact.
+    ITERATIONS = 6
+    SLOPE_TOL = 0.1
+
+    @classmethod
+    def minimise(cls, derivatives, slope0):
+        """Safeguarded Newton on ``t`` for a convex function of ``t``, one per entry.
+
+        ``derivatives(t) -> (slopes, curvatures)``, lists of floats like ``t``
+        (one line per entry: the batch's problems, each of whose derivatives
+        come from one pass over all logits); ``slope0`` lists minus the slopes
+        at 0, all positive. Starts at Newton's ``t = 1``; keeps a bracket
+        ``[lo, hi]`` of the minimum, and bisects it (or doubles ``t`` while it
+        is open) where a Newton step leaves it. An entry stops once its slope
+        is under :data:`SLOPE_TOL` of its ``slope0``. The bookkeeping is plain
+        Python: a few numbers, where tensor calls would cost more than the
+        passes over the logits.
+        """
+        b = len(slope0)
+        t, lo, hi, going = [1.0] * b, [0.0] * b, [math.inf] * b, [True] * b
+        for _ in range(cls.ITERATIONS):
+            slopes, curvatures = derivatives(t)
+            for j in range(b):
+                slope, curvature = slopes[j], curvatures[j]
+                if not going[j] or abs(slope) <= cls.SLOPE_TOL * slope0[j]:
+                    going[j] = False
+                    continue
+                if slope < 0:
+                    lo[j] = t[j]
+                else:
+                    hi[j] = t[j]
+                step = t[j] - slope / curvature if curvature > 0 else math.nan
+                if lo[j] < step < hi[j]:
+                    t[j] = step
+                else:  # outside the bracket: bisect it, or double while it is open
+                    t[j] = 2.0 * t[j] if math.isinf(hi[j]) else 0.5 * (lo[j] + hi[j])
+            if not any(going):
+                break
+        return t
+
+    @staticmethod
+    def applies(state, kind, newton_mode):
+        """For full-batch ``lr="auto"`` fits with a dense metric remeasured every epoch."""
+        return state.adaptive and kind == "dense" and newton_mode and not state.nesterov
+
+    def choose_(self, params, state, problem, direction, decrement, halvings):
+        """Set ``state.lr`` for the coming step: the line's minimum, or the rule's."""
+        if halvings or decrement <= self.MIN_DECREMENT or state.momentum != 0:
+            return
+        slope0 = _dot([p.grad for p in params], direction)
+        if slope0 > 0:
+            state.lr = problem.line_minimum(params, direction, slope0)
+
+
 class StallStop:
     """Stop when no epoch makes progress in the working precision.
 
@@ -877,10 +986,13 @@ def solve(
     stall = StallStop()
     growth = BatchGrowth()
     spectrum = SpectrumEstimate()
-    conjugate = None
+    conjugate = line_search = None
     if problem.rows_at_hand and ConjugateStep.applies(state, preconditioner_kind, n_outputs):
         conjugate = ConjugateStep()
-    problem.keep_logits = conjugate is not None
+    newton_mode = schedule.min_epochs == 1
+    if problem.rows_at_hand and LineSearch.applies(state, preconditioner_kind, newton_mode):
+        line_search = LineSearch()
+    problem.keep_logits = conjugate is not None or line_search is not None
     moved = False  # whether the parameters moved since the preconditioner was measured
 
     def direction_of(grads):
@@ -918,6 +1030,8 @@ def solve(
             before = _copies(params) if adaptive else None
             if conjugate is not None:
                 conjugate.choose_(params, state, problem, direction, control.halvings)
+            elif line_search is not None:
+                line_search.choose_(params, state, problem, direction, decrement, control.halvings)
             step_(params, state, problem.penalty, direction)
             if conjugate is not None and not state.buffers:
                 # A step with momentum 0 keeps no buffer; the next one builds on it.

@@ -235,6 +235,34 @@ def test_batch_curvature_is_each_problems_hessian(kind, K):
                 torch.testing.assert_close(H[p, k], block, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("K", [1, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_logit_derivatives_along_are_autograds(K, weighted):
+    """The data term's d/dt and d^2/dt^2 at Z + t z (t = 0), in closed form and by autograd."""
+    from sktorch_lr._curvature import logit_derivatives_along
+    from sktorch_lr._objective import data_term
+
+    gen = torch.Generator().manual_seed(10 + K)
+    Z = 3 * torch.randn(50, K, generator=gen, dtype=torch.float64)
+    z = torch.randn(50, K, generator=gen, dtype=torch.float64)
+    sw = torch.rand(50, generator=gen, dtype=torch.float64) if weighted else None
+    if K == 1:
+        y = (torch.rand(50, generator=gen) > 0.5).double()
+    else:
+        y = torch.randint(0, K, (50,), generator=gen)
+
+    def along(t):
+        return data_term(Z + t * z, y, sw, 7.0)
+
+    t = torch.zeros((), dtype=torch.float64)
+    first = torch.autograd.functional.jacobian(along, t)
+    second = torch.autograd.functional.hessian(along, t)
+    weights = torch.ones(50, dtype=torch.float64) if sw is None else sw
+    got = [float((part * weights).sum() / 7.0) for part in logit_derivatives_along(Z, y, z)]
+    assert got[0] == pytest.approx(float(first), rel=1e-12)
+    assert got[1] == pytest.approx(float(second), rel=1e-12)
+
+
 @pytest.mark.parametrize("K", [1, 3, 40])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_logit_curvature_along_is_autograds_second_derivative(K, weighted):

@@ -346,6 +346,75 @@ def test_curvature_along_is_the_centred_objectives_second_derivative(sparse, n_c
     assert problem.curvature_along(params, v) == pytest.approx(float(expected), rel=1e-10)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_line_minimum_is_the_objectives_minimum_along_the_direction(sparse, n_classes):
+    """Offset, unequal columns, weights, a penalty: against a dense scan of ``J``."""
+    rng = np.random.RandomState(5)
+    X = rng.randn(80, 4) * [1, 10, 0.1, 3] + [4, -3, 0, 50]
+    y = rng.randint(0, n_classes, 80)
+    sw = rng.uniform(0.2, 3.0, 80)
+    binary = n_classes == 2
+    data = TrainingData(
+        sp.csr_matrix(X) if sparse else X,
+        y,
+        sw,
+        binary=binary,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+    )
+    K = 1 if binary else n_classes
+    penalty = penalty_strengths(0.3, 0.0, data.weight_sum)
+    problem = Problem(data, penalty, fit_intercept=True, centred=True)
+    problem.keep_logits = True
+    params = [torch.zeros(K, 4, requires_grad=True), torch.zeros(K, requires_grad=True)]
+    params = [p.double().detach().requires_grad_(True) for p in params]
+    problem.evaluate(params)
+    # A descent direction far from the optimum: the gradient scaled per coordinate.
+    g = [p.grad.detach().clone() for p in params]
+    d = [g[0] / (g[0].abs().max() + 1e-12), g[1] / (g[1].abs().max() + 1e-12)]
+    slope0 = float(sum((a * b).sum() for a, b in zip(g, d, strict=True)))
+    assert slope0 > 0
+    t = problem.line_minimum(params, d, slope0)
+
+    def J(step):
+        coef = params[0].detach() - step * d[0]
+        c = params[1].detach() - step * d[1]
+        X_, y_, sw_ = data.full()
+        X_ = X_.to_dense() if sparse else X_
+        intercept = problem.model_intercept(coef, c)
+        return float(objective(coef, intercept, X_, y_, sw_, penalty, normalizer=data.weight_sum))
+
+    scan = np.linspace(0.0, 4.0 * max(t, 1.0), 4001)
+    values = [J(s) for s in scan]
+    best = scan[int(np.argmin(values))]
+    # Close to the minimum (the search stops at a tenth of the starting slope) and far
+    # below the start.
+    assert J(t) - min(values) <= 0.02 * (J(0.0) - min(values))
+    assert abs(t - best) <= 0.35 * best
+
+
+def test_line_search_cuts_newtons_epochs_far_from_the_optimum(monkeypatch):
+    """The lesson's data: Newton's full steps fall short while the curvature shrinks."""
+    from sktorch_lr import TorchLogisticRegression
+    from sktorch_lr._solver import LineSearch
+    from sktorch_lr.datasets import make_lesson_data
+
+    X, y = make_lesson_data()
+    searched = [TorchLogisticRegression(C=C).fit(X, y) for C in (1.0, 1e4)]
+    monkeypatch.setattr(LineSearch, "MIN_DECREMENT", math.inf)
+    plain = [TorchLogisticRegression(C=C).fit(X, y) for C in (1.0, 1e4)]
+    for a, b, C in zip(searched, plain, (1.0, 1e4), strict=True):
+        assert a.n_iter_ <= b.n_iter_ - 3, (C, a.n_iter_, b.n_iter_)
+
+        def J(model, C=C):  # scikit-learn's objective divided by C, per sample
+            p = model.predict_proba(X)[np.arange(len(y)), np.asarray(y, dtype=int)]
+            return -np.log(p).mean() + (model.coef_.astype(float) ** 2).sum() / (2 * C * len(y))
+
+        optimum = J(TorchLogisticRegression(C=C, tol=1e-10).fit(X, y))
+        assert J(a) - optimum < 1e-6 and J(b) - optimum < 1e-6
+
+
 def test_conjugate_step_is_preconditioned_conjugate_gradients_on_a_quadratic():
     """On ``1/2 x^T A x - b^T x`` with a fixed metric, SGD's arithmetic with these
     momenta and step lengths is PCG: exact in at most ``n`` steps."""
