@@ -647,7 +647,9 @@ def solve_batch(
     )
     # LineSearch's rule where the single solver takes it: dense metrics in Newton's mode.
     newton_mode = RemeasureSchedule(measure_ratio).min_epochs == 1
-    line_search = kind == "dense" and newton_mode and problem.fits_one_block(B)
+    line_search = (
+        kind == "dense" and newton_mode and problem.n_samples * B * K <= LineSearch.MAX_LOGITS
+    )
     keep_logits = conjugate or line_search
     problem.keep_logits = keep_logits
     f, grad = evaluate(every, theta)
