@@ -647,9 +647,7 @@ def solve_batch(
     )
     # LineSearch's rule where the single solver takes it: dense metrics in Newton's mode.
     newton_mode = RemeasureSchedule(measure_ratio).min_epochs == 1
-    line_search = (
-        kind == "dense" and newton_mode and problem.n_samples * B * K <= LineSearch.MAX_LOGITS
-    )
+    line_search = LineSearch.applies(kind, newton_mode, problem.n_samples * B * K)
     keep_logits = conjugate or line_search
     problem.keep_logits = keep_logits
     f, grad = evaluate(every, theta)
@@ -747,11 +745,7 @@ def solve_batch(
             m_a = m_a.to(dtype)[:, None, None]
         else:
             if line_search:
-                searching = (
-                    (halvings[idx] == 0)
-                    & (momentum[idx] == 0)
-                    & (decrement[idx] > LineSearch.MIN_DECREMENT)
-                )
+                searching = LineSearch.wanted(decrement[idx], halvings[idx], momentum[idx])
                 if bool(searching.any()):
                     sub = idx[searching]
                     lr[sub] = _line_minima(

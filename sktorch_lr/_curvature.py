@@ -214,21 +214,18 @@ def logit_derivatives_along(logits, y, z):
     ``logits`` and ``z`` of shape ``(..., K)``, ``y`` of the leading shape
     (0./1. for the binary model, class indices for the softmax); float64
     results of the leading shape, unweighted. The first is ``d loss / dt`` and
-    the second ``d^2 loss / dt^2`` at ``logits + t z``, ``t = 0``, in their
-    closed forms from one sigmoid or softmax (the tests check both against
-    autograd): for :class:`~sktorch_lr._solver.LineSearch`, which takes a few
-    per epoch, each a pass over the logits, not over ``X``.
+    the second ``d^2 loss / dt^2`` (:func:`logit_variance`) at ``logits + t z``,
+    ``t = 0``, in their closed forms (the tests check both against autograd):
+    for :class:`~sktorch_lr._solver.LineSearch`, which takes a few per epoch,
+    each a pass over the logits, not over ``X``.
     """
     logits = logits.to(torch.float64)
     z = z.to(torch.float64)
     if logits.shape[-1] == 1:
-        p = torch.sigmoid(logits[..., 0])
-        zz = z[..., 0]
-        return (p - y.to(torch.float64)) * zz, p * (1.0 - p) * zz.square()
-    p = torch.softmax(logits, dim=-1)
-    pz = (p * z).sum(-1)
-    first = pz - z.gather(-1, y[..., None])[..., 0]
-    return first, (p * z.square()).sum(-1) - pz.square()
+        first = (torch.sigmoid(logits[..., 0]) - y.to(torch.float64)) * z[..., 0]
+    else:
+        first = (torch.softmax(logits, dim=-1) * z).sum(-1) - z.gather(-1, y[..., None])[..., 0]
+    return first, logit_variance(logits, z)
 
 
 def linear_model_hessian(X, A, l2, fit_intercept):

@@ -787,20 +787,20 @@ class LineSearch:
         return t
 
     @classmethod
-    def applies(cls, state, kind, newton_mode, n_logits):
-        """For full-batch ``lr="auto"`` fits with a dense metric remeasured every epoch,
-        of at most :data:`MAX_LOGITS` logits."""
-        return (
-            state.adaptive
-            and kind == "dense"
-            and newton_mode
-            and not state.nesterov
-            and n_logits <= cls.MAX_LOGITS
-        )
+    def applies(cls, kind, newton_mode, n_logits):
+        """For a dense metric remeasured every epoch, of at most :data:`MAX_LOGITS` logits
+        (the single solver also asks for a full-batch ``lr="auto"`` fit without Nesterov)."""
+        return kind == "dense" and newton_mode and n_logits <= cls.MAX_LOGITS
+
+    @classmethod
+    def wanted(cls, decrement, halvings, momentum):
+        """Whether this epoch searches: far from the optimum, after an accepted step,
+        without momentum. Numbers, or tensors (one answer per problem of a batch)."""
+        return (decrement > cls.MIN_DECREMENT) & (halvings == 0) & (momentum == 0)
 
     def choose_(self, params, state, problem, direction, decrement, halvings):
         """Set ``state.lr`` for the coming step: the line's minimum, or the rule's."""
-        if halvings or decrement <= self.MIN_DECREMENT or state.momentum != 0:
+        if not self.wanted(decrement, halvings, state.momentum):
             return
         slope0 = _dot([p.grad for p in params], direction)
         if slope0 > 0:
@@ -1004,8 +1004,11 @@ def solve(
         conjugate = ConjugateStep()
     newton_mode = schedule.min_epochs == 1
     n_logits = n * n_outputs
-    if problem.rows_at_hand and LineSearch.applies(
-        state, preconditioner_kind, newton_mode, n_logits
+    if (
+        problem.rows_at_hand
+        and state.adaptive
+        and not state.nesterov
+        and LineSearch.applies(preconditioner_kind, newton_mode, n_logits)
     ):
         line_search = LineSearch()
     problem.keep_logits = conjugate is not None or line_search is not None

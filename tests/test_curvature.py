@@ -235,6 +235,19 @@ def test_batch_curvature_is_each_problems_hessian(kind, K):
                 torch.testing.assert_close(H[p, k], block, rtol=1e-9, atol=1e-12)
 
 
+def _logits_along(n, K, weighted, seed):
+    """Logits ``Z``, a change ``z``, optional weights and labels, for the along-tests."""
+    gen = torch.Generator().manual_seed(seed)
+    Z = 3 * torch.randn(n, K, generator=gen, dtype=torch.float64)
+    z = torch.randn(n, K, generator=gen, dtype=torch.float64)
+    sw = torch.rand(n, generator=gen, dtype=torch.float64) if weighted else None
+    if K == 1:
+        y = (torch.rand(n, generator=gen) > 0.5).double()
+    else:
+        y = torch.randint(0, K, (n,), generator=gen)
+    return Z, z, sw, y
+
+
 @pytest.mark.parametrize("K", [1, 4])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_logit_derivatives_along_are_autograds(K, weighted):
@@ -242,14 +255,7 @@ def test_logit_derivatives_along_are_autograds(K, weighted):
     from sktorch_lr._curvature import logit_derivatives_along
     from sktorch_lr._objective import data_term
 
-    gen = torch.Generator().manual_seed(10 + K)
-    Z = 3 * torch.randn(50, K, generator=gen, dtype=torch.float64)
-    z = torch.randn(50, K, generator=gen, dtype=torch.float64)
-    sw = torch.rand(50, generator=gen, dtype=torch.float64) if weighted else None
-    if K == 1:
-        y = (torch.rand(50, generator=gen) > 0.5).double()
-    else:
-        y = torch.randint(0, K, (50,), generator=gen)
+    Z, z, sw, y = _logits_along(50, K, weighted, seed=10 + K)
 
     def along(t):
         return data_term(Z + t * z, y, sw, 7.0)
@@ -270,14 +276,7 @@ def test_logit_curvature_along_is_autograds_second_derivative(K, weighted):
     from sktorch_lr._curvature import logit_curvature_along
     from sktorch_lr._objective import data_term
 
-    gen = torch.Generator().manual_seed(K)
-    Z = 3 * torch.randn(60, K, generator=gen, dtype=torch.float64)
-    z = torch.randn(60, K, generator=gen, dtype=torch.float64)
-    sw = torch.rand(60, generator=gen, dtype=torch.float64) if weighted else None
-    if K == 1:
-        y = (torch.rand(60, generator=gen) > 0.5).double()
-    else:
-        y = torch.randint(0, K, (60,), generator=gen)
+    Z, z, sw, y = _logits_along(60, K, weighted, seed=K)
 
     def along(t):
         return data_term(Z + t * z, y, sw, 9.0)

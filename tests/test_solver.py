@@ -305,44 +305,54 @@ def test_batch_growth_after_three_stalls():
     assert not growth.grow(0.5, 0.0)
 
 
+def _centred_problem(rng, X, n_classes, sparse):
+    """A weighted, penalised problem on ``X`` in the solver's centred parametrisation,
+    keeping its logits; and ``along(params, v)``: ``J(params + t v)`` as a function of ``t``."""
+    n = X.shape[0]
+    y = rng.randint(0, n_classes, n)
+    sw = rng.uniform(0.2, 3.0, n)
+    data = TrainingData(
+        sp.csr_matrix(X) if sparse else X,
+        y,
+        sw,
+        binary=n_classes == 2,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+    )
+    penalty = penalty_strengths(0.3, 0.0, data.weight_sum)
+    problem = Problem(data, penalty, fit_intercept=True, centred=True)
+    problem.keep_logits = True
+
+    def along(params, v):
+        def J(t):
+            coef = params[0].detach() + t * v[0]
+            c = params[1].detach() + t * v[1]
+            X_, y_, sw_ = data.full()
+            X_ = X_.to_dense() if sparse else X_
+            intercept = problem.model_intercept(coef, c)
+            return objective(coef, intercept, X_, y_, sw_, penalty, normalizer=data.weight_sum)
+
+        return J
+
+    return problem, along
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_curvature_along_is_the_centred_objectives_second_derivative(sparse, n_classes):
     """``v^T H v`` from one product ``X v``, in the solver's parametrisation."""
     rng = np.random.RandomState(3)
     X = rng.randn(70, 5) * [1, 10, 0.1, 3, 1] + [4, -3, 0, 50, 1]
-    y = rng.randint(0, n_classes, 70)
-    sw = rng.uniform(0.2, 3.0, 70)
-    binary = n_classes == 2
-    data = TrainingData(
-        sp.csr_matrix(X) if sparse else X,
-        y,
-        sw,
-        binary=binary,
-        device=torch.device("cpu"),
-        dtype=torch.float64,
-    )
-    K = 1 if binary else n_classes
-    penalty = penalty_strengths(0.3, 0.0, data.weight_sum)
-    problem = Problem(data, penalty, fit_intercept=True, centred=True)
-    problem.keep_logits = True
+    problem, along = _centred_problem(rng, X, n_classes, sparse)
+    K = 1 if n_classes == 2 else n_classes
     params = [
         torch.tensor(rng.randn(K, 5) * 0.1, requires_grad=True),
         torch.tensor(rng.randn(K) * 0.1, requires_grad=True),
     ]
     problem.evaluate(params)
     v = [torch.tensor(rng.randn(K, 5)), torch.tensor(rng.randn(K))]
-
-    def along(t):
-        coef = params[0].detach() + t * v[0]
-        c = params[1].detach() + t * v[1]
-        X_, y_, sw_ = data.full()
-        X_ = X_.to_dense() if sparse else X_
-        return objective(
-            coef, problem.model_intercept(coef, c), X_, y_, sw_, penalty, normalizer=data.weight_sum
-        )
-
-    expected = torch.autograd.functional.hessian(along, torch.zeros((), dtype=torch.float64))
+    t0 = torch.zeros((), dtype=torch.float64)
+    expected = torch.autograd.functional.hessian(along(params, v), t0)
     assert problem.curvature_along(params, v) == pytest.approx(float(expected), rel=1e-10)
 
 
@@ -352,21 +362,8 @@ def test_line_minimum_is_the_objectives_minimum_along_the_direction(sparse, n_cl
     """Offset, unequal columns, weights, a penalty: against a dense scan of ``J``."""
     rng = np.random.RandomState(5)
     X = rng.randn(80, 4) * [1, 10, 0.1, 3] + [4, -3, 0, 50]
-    y = rng.randint(0, n_classes, 80)
-    sw = rng.uniform(0.2, 3.0, 80)
-    binary = n_classes == 2
-    data = TrainingData(
-        sp.csr_matrix(X) if sparse else X,
-        y,
-        sw,
-        binary=binary,
-        device=torch.device("cpu"),
-        dtype=torch.float64,
-    )
-    K = 1 if binary else n_classes
-    penalty = penalty_strengths(0.3, 0.0, data.weight_sum)
-    problem = Problem(data, penalty, fit_intercept=True, centred=True)
-    problem.keep_logits = True
+    problem, along = _centred_problem(rng, X, n_classes, sparse)
+    K = 1 if n_classes == 2 else n_classes
     params = [torch.zeros(K, 4, requires_grad=True), torch.zeros(K, requires_grad=True)]
     params = [p.double().detach().requires_grad_(True) for p in params]
     problem.evaluate(params)
@@ -376,14 +373,10 @@ def test_line_minimum_is_the_objectives_minimum_along_the_direction(sparse, n_cl
     slope0 = float(sum((a * b).sum() for a, b in zip(g, d, strict=True)))
     assert slope0 > 0
     t = problem.line_minimum(params, d, slope0)
+    backwards = along(params, [-d[0], -d[1]])
 
     def J(step):
-        coef = params[0].detach() - step * d[0]
-        c = params[1].detach() - step * d[1]
-        X_, y_, sw_ = data.full()
-        X_ = X_.to_dense() if sparse else X_
-        intercept = problem.model_intercept(coef, c)
-        return float(objective(coef, intercept, X_, y_, sw_, penalty, normalizer=data.weight_sum))
+        return float(backwards(step))
 
     scan = np.linspace(0.0, 4.0 * max(t, 1.0), 4001)
     values = [J(s) for s in scan]
