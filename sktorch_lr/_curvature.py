@@ -802,11 +802,27 @@ def choose_preconditioner(n_features, n_outputs, *, l1):
 
 # Per-call overheads, in the cost model's units (about one multiply-add), of
 # an epoch and of a curvature measurement: what small problems pay whatever
-# their size (kernel launches, Python).
+# their size (kernel launches, Python). The batch's model (_batch.py).
 EPOCH_OVERHEAD = 2.5e5
 MEASURE_OVERHEAD = 3.5e5
 # Multiply-adds per unit: matrix products run about this many per nanosecond.
 MADDS_PER_UNIT = 4.0
+# The single solver's model (measure_cost_ratio), measured on two cores. An
+# epoch of lr="auto" does more than its forward and backward products: the step
+# rule, the direction's solve, the conjugate step's curvature along it, the
+# stopping measures -- about 1.2 ms whatever the size (beyond their products:
+# breast cancer 1.3 ms, digits 1.1 ms, 20,000 x 30 with 5 classes 1.3 ms,
+# 3,000 x 300 with 3 classes 1.9 ms) ...
+SOLVER_EPOCH_OVERHEAD = 4.8e6
+# ... and a measurement's fixed part about 0.35 ms (breast cancer's whole one) ...
+SOLVER_MEASURE_OVERHEAD = 1.4e6
+# ... while its products, wide ones, run this many times faster per multiply-add
+# than an epoch's thin ones (measured 9 to 45 multiply-adds per ns: digits'
+# class blocks 10, 20,000 x 30 with 5 classes' dense Hessian 18, 3,000 x 300
+# with 3 classes' blocks 45). The model once left both out and put a measurement
+# of digits' blocks at 17.6 epochs (it costs 5.8): remeasured every 71 epochs,
+# the stale metric took 86 epochs on raw digits, 32 when remeasured every 16.
+MEASURE_PRODUCT_SPEEDUP = 3.0
 # Power iterations (at most) for the top eigenvalue of the diagonal preconditioner's P^-1 H.
 POWER_ITERATIONS = 30
 # The momentum of mini-batches and partial_fit when momentum="auto".
@@ -817,22 +833,33 @@ BLOCK_LOW = 0.5
 
 
 def measure_cost_ratio(kind, n_rows, nnz_per_row, n_features, n_outputs, n_measured):
-    """Cost of one curvature measurement, in epochs (forward + backward over all rows)."""
+    """Cost of one curvature measurement, in epochs of the single solver.
+
+    An epoch: forward + backward products over all rows, plus
+    :data:`SOLVER_EPOCH_OVERHEAD`. A dense or block measurement: its wide
+    products (:data:`MEASURE_PRODUCT_SPEEDUP` times faster per multiply-add;
+    with more classes than columns :func:`class_blocks` takes the upper
+    triangle of the row products only) and a factorisation, plus
+    :data:`SOLVER_MEASURE_OVERHEAD`. The diagonal's power iteration is thin
+    products, at the epochs' speed.
+    """
     b = n_features + 1
     K = n_outputs
-    epoch = 3.0 * n_rows * nnz_per_row * K / MADDS_PER_UNIT + EPOCH_OVERHEAD
+    epoch = 3.0 * n_rows * nnz_per_row * K / MADDS_PER_UNIT + SOLVER_EPOCH_OVERHEAD
     if kind == "dense":
         P = K * b
         measure = n_measured * P * P + P**3 / 3.0
     elif kind == "block":
-        measure = n_measured * K * b * b + K * b**3 / 3.0
+        per_row = b * b if K <= b else b * (b + 1) / 2.0
+        measure = n_measured * K * per_row + K * b**3 / 3.0
     else:
         # The diagonal, then power iteration for the top of P^-1 H's spectrum
         # (each Hessian-vector product about two passes over the rows measured).
         passes = 1 + 2 * POWER_ITERATIONS
         measure = passes * 3.0 * n_measured * nnz_per_row * K
         return (measure / MADDS_PER_UNIT + POWER_ITERATIONS * MEASURE_OVERHEAD) / epoch
-    return (measure / MADDS_PER_UNIT + MEASURE_OVERHEAD) / epoch
+    speed = MADDS_PER_UNIT * MEASURE_PRODUCT_SPEEDUP
+    return (measure / speed + SOLVER_MEASURE_OVERHEAD) / epoch
 
 
 def preconditioned_spectrum(kind, top_eigenvalue=None):

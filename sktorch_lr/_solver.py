@@ -537,12 +537,16 @@ class RemeasureSchedule:
     and a stale ``P`` slows the fit down. A measurement costs ``ratio`` epochs
     (from the problem's shape: :func:`~sktorch_lr._curvature.measure_cost_ratio`).
 
-    - Cheap measurements (``ratio <= NEWTON_RATIO``, small models, where the
-      per-call overheads dominate both): measure after every epoch that did
-      not converge fast. A fresh Hessian makes the step Newton's, whose
-      quadratic convergence no stale metric matches at that price.
-    - Costly ones (many classes or features): wait until the epochs since the
-      last measurement cost ``1 / SHARE - 1`` measurements, so curvature
+    - Cheap measurements of the exact Hessian (``ratio <= NEWTON_RATIO``,
+      small models, where the per-call overheads dominate both): measure
+      after every epoch that did not converge fast. A fresh Hessian makes the
+      step Newton's, whose quadratic convergence no stale metric matches at
+      that price.
+    - Costly ones (many classes or features), and any measurement of a metric
+      that only approximates the Hessian (``exact=False``: the single
+      solver's class blocks, whose fresh measurement gives no quadratic
+      convergence to pay for one every epoch): wait until the epochs since
+      the last measurement cost ``1 / SHARE - 1`` measurements, so curvature
       stays under ``SHARE`` of the fit's time.
 
     Never while the decrement falls ``FAST`` times or more per epoch: the
@@ -552,9 +556,14 @@ class RemeasureSchedule:
     NEWTON_RATIO = 2.5
     SHARE = 0.2
     FAST = 0.1
+    # Heavy ball on the class blocks (more than ConjugateStep.MAX_CLASSES classes)
+    # starts each new metric from the rule's lr, which StepControl then halves
+    # about this many times, each a rejected epoch (2,000 x 20 with 1,000
+    # classes): part of what a measurement costs there.
+    RELEARN_EPOCHS = 3.0
 
-    def __init__(self, ratio):
-        if ratio <= self.NEWTON_RATIO:
+    def __init__(self, ratio, exact=True):
+        if exact and ratio <= self.NEWTON_RATIO:
             self.min_epochs = 1
         else:
             self.min_epochs = math.ceil(ratio * (1.0 / self.SHARE - 1.0))
@@ -995,13 +1004,15 @@ def solve(
     adaptive = state.adaptive
     eps = torch.finfo(data.dtype).eps  # the parameters' precision
     control = StepControl()
-    schedule = RemeasureSchedule(measure_ratio)
-    stall = StallStop()
-    growth = BatchGrowth()
-    spectrum = SpectrumEstimate()
     conjugate = line_search = None
     if problem.rows_at_hand and ConjugateStep.applies(state, preconditioner_kind, n_outputs):
         conjugate = ConjugateStep()
+    if preconditioner_kind == "block" and conjugate is None:
+        measure_ratio += RemeasureSchedule.RELEARN_EPOCHS
+    schedule = RemeasureSchedule(measure_ratio, exact=preconditioner_kind != "block")
+    stall = StallStop()
+    growth = BatchGrowth()
+    spectrum = SpectrumEstimate()
     newton_mode = schedule.min_epochs == 1
     n_logits = n * n_outputs
     if (
