@@ -550,7 +550,8 @@ class RemeasureSchedule:
       stays under ``SHARE`` of the fit's time.
 
     Never while the decrement falls ``FAST`` times or more per epoch: the
-    current ``P`` works.
+    current ``P`` works. ``share`` replaces ``SHARE`` (the batch's class
+    blocks: :data:`~sktorch_lr._batch.BLOCK_SHARE`).
     """
 
     NEWTON_RATIO = 2.5
@@ -562,11 +563,11 @@ class RemeasureSchedule:
     # classes): part of what a measurement costs there.
     RELEARN_EPOCHS = 3.0
 
-    def __init__(self, ratio, exact=True):
+    def __init__(self, ratio, exact=True, share=SHARE):
         if exact and ratio <= self.NEWTON_RATIO:
             self.min_epochs = 1
         else:
-            self.min_epochs = math.ceil(ratio * (1.0 / self.SHARE - 1.0))
+            self.min_epochs = math.ceil(ratio * (1.0 / share - 1.0))
         self.since = 0
 
     def tick(self):
