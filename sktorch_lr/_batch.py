@@ -125,7 +125,11 @@ class BatchProblem:
 
     def __init__(self, X, y, weights, l2, *, n_outputs, fit_intercept):
         self.X, self.y = X, y
-        self.weights = weights
+        # Stored by row, (n_samples, B), as the logits (n, B, K) are: the data terms
+        # weigh them in place (in the loss's own kernel for the binary model), where
+        # the (B, n) layout made a transposed product and a strided copy of every
+        # evaluation (the CV of 50,000 x 50: 0.40-0.42 s against 0.44-0.50 s).
+        self.row_weights = weights.T.contiguous()
         self.weight_sum = weights.sum(1)
         if not bool((self.weight_sum > 0).all()):
             raise ValueError("A training fold has sample weights that sum to zero.")
@@ -160,6 +164,17 @@ class BatchProblem:
         return self.param_dtype
 
     @property
+    def weights(self):
+        """``s_pi`` as ``(B, n_samples)`` (a view of :attr:`row_weights`)."""
+        return self.row_weights.T
+
+    def _row_weights(self, idx):
+        """``(n_samples, len(idx))``: the weights of problems ``idx`` by row."""
+        if len(idx) == self.n_problems:  # idx: sorted, distinct
+            return self.row_weights
+        return self.row_weights[:, idx]
+
+    @property
     def sum_eps(self):
         """The rounding of the objectives' sums: float64's after :meth:`refine_precision`."""
         return torch.finfo(self.X.dtype).eps
@@ -180,7 +195,7 @@ class BatchProblem:
         self.X = self.X.to(torch.float64)
         if self.y.is_floating_point():
             self.y = self.y.to(torch.float64)
-        self.weights = self.weights.to(torch.float64)
+        self.row_weights = self.row_weights.to(torch.float64)
         self.weight_sum = self.weights.sum(1)
         self.l2 = self._l2_exact.to(torch.float64)
         if self.mean is not None:
@@ -205,16 +220,15 @@ class BatchProblem:
             Z = Z + self.model_intercept(coef, intercept, idx)
         return Z
 
-    def _data_terms(self, Z, y, weights):
-        """``sum_i s_pi loss_pi`` for each problem: ``Z`` (n, b, K), ``weights`` (b, n)."""
+    def _data_terms(self, Z, y, row_weights):
+        """``sum_i s_pi loss_pi`` for each problem: ``Z`` (n, b, K), ``row_weights`` (n, b)."""
         n, b, K = Z.shape
-        if K == 1:
-            loss = F.binary_cross_entropy_with_logits(
-                Z[:, :, 0], y[:, None].expand(n, b), reduction="none"
-            )
-        else:
-            loss = F.cross_entropy(Z.permute(0, 2, 1), y[:, None].expand(n, b), reduction="none")
-        return (loss * weights.T).sum(0)
+        if K == 1:  # a view, not Z[:, :, 0], whose backward zero-fills a copy
+            return F.binary_cross_entropy_with_logits(
+                Z.reshape(n, b), y[:, None].expand(n, b), weight=row_weights, reduction="none"
+            ).sum(0)
+        loss = F.cross_entropy(Z.permute(0, 2, 1), y[:, None].expand(n, b), reduction="none")
+        return (loss * row_weights).sum(0)
 
     def objectives(self, coef, intercept, idx):
         """``J_p`` of problems ``idx`` (differentiable): shape ``(len(idx),)``.
@@ -224,7 +238,7 @@ class BatchProblem:
         Z = self._logits(self.X, coef, intercept, idx)
         if self.keep_logits:
             self.logits = Z.detach()
-        data = self._data_terms(Z, self.y, self.weights[idx])
+        data = self._data_terms(Z, self.y, self._row_weights(idx))
         pen = 0.5 * self.l2[idx] * coef.to(self.X.dtype).pow(2).sum((1, 2))
         return data / self.weight_sum[idx] + pen
 
@@ -247,8 +261,8 @@ class BatchProblem:
         with torch.no_grad():
             z = self._logits(self.X, coef, intercept, idx)
             per_sample = logit_variance(logits, z)  # (n, b)
-            w = self.weights[idx].to(torch.float64)
-            value = (w * per_sample.T).sum(1) / self.weight_sum[idx].to(torch.float64)
+            w = self._row_weights(idx).to(torch.float64)
+            value = (w * per_sample).sum(0) / self.weight_sum[idx].to(torch.float64)
             return value + self.l2[idx] * coef.double().square().sum((1, 2))
 
     def evaluate(self, coef, intercept, idx):
@@ -267,12 +281,12 @@ class BatchProblem:
             total = self.objectives(coef, intercept, idx)
             total.sum().backward()
         else:
-            weights = self.weights[idx]
+            row_weights = self._row_weights(idx)
             total = 0.0
             for start in range(0, n, step):
                 rows = slice(start, start + step)
                 Z = self._logits(self.X[rows], coef, intercept, idx)
-                part = self._data_terms(Z, self.y[rows], weights[:, rows])
+                part = self._data_terms(Z, self.y[rows], row_weights[rows])
                 part = part / self.weight_sum[idx]
                 if start == 0:
                     part = part + 0.5 * self.l2[idx] * coef.to(self.X.dtype).pow(2).sum((1, 2))
@@ -313,9 +327,9 @@ class BatchProblem:
         if n > n_rows:
             rows = torch.linspace(0, n - 1, n_rows).round().long().to(self.X.device)
         X = self.X if rows is None else self.X.index_select(0, rows)
-        w = self.weights[idx] if rows is None else self.weights[idx][:, rows]
+        w = self._row_weights(idx) if rows is None else self._row_weights(idx)[rows]
         w = w.to(torch.float64)
-        w = w / w.sum(1, keepdim=True).clamp_min(1e-300)
+        w = w / w.sum(0, keepdim=True).clamp_min(1e-300)
         coef64 = coef.detach().to(torch.float64)
         int64 = None if intercept is None else intercept.detach().to(torch.float64)
         b = len(idx)
@@ -342,7 +356,7 @@ class BatchProblem:
                 if int64 is not None:
                     Z = Z + self.model_intercept(coef64, int64, idx).to(torch.float64)
             flat_z = Z.reshape(rows_here * b, K)
-            flat_s = w[:, start : start + step].T.reshape(-1)
+            flat_s = w[start : start + step].reshape(-1)
             if kind == "dense":
                 A = link_jacobian(flat_z, flat_s, 1.0)
                 A = A.reshape(rows_here, b * K * K)
@@ -910,7 +924,7 @@ def _line_minima(problem, logits, idx, grad, direction, theta, fit_intercept):
         z0 = logits.to(torch.float64)
         n, b = dz.shape[0], dz.shape[1]
         y = problem.y[:, None].expand(n, b)
-        w = problem.weights[idx].to(torch.float64)  # (b, n)
+        w = problem._row_weights(idx).to(torch.float64)  # (n, b)
         S = problem.weight_sum[idx].to(torch.float64)
         l2 = problem.l2[idx].to(torch.float64)
         coef, coef_d = _unpack(theta, fit_intercept)[0], _unpack(direction, fit_intercept)[0]
@@ -921,8 +935,8 @@ def _line_minima(problem, logits, idx, grad, direction, theta, fit_intercept):
         def derivatives(t):
             t = torch.tensor(t, dtype=torch.float64, device=dz.device)
             first, second = logit_derivatives_along(z0 - t[None, :, None] * dz, y, dz)
-            slope = -(w * first.T).sum(1) / S + l2 * (t * dd - wd)
-            curvature = (w * second.T).sum(1) / S + l2 * dd
+            slope = -(w * first).sum(0) / S + l2 * (t * dd - wd)
+            curvature = (w * second).sum(0) / S + l2 * dd
             return slope.tolist(), curvature.tolist()
 
         t = LineSearch.minimise(derivatives, slope0.clamp_min(1e-300).tolist())
