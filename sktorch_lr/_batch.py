@@ -60,6 +60,7 @@ from ._curvature import (
     preconditioned_spectrum,
     stale_decrement_bound,
     step_rule,
+    upper_products,
 )
 from ._data import as_tensor, vector_to_tensor
 from ._objective import linear_logits, penalty_strengths
@@ -371,7 +372,7 @@ class BatchProblem:
                 if intercept is not None and self.product_shift is not None:
                     Xc = Xc - self.product_shift
                 Xa = Xc if intercept is None else torch.cat([Xc, Xc.new_ones(rows_here, 1)], 1)
-                products = Xa[:, upper_rows] * Xa[:, upper_cols]
+                products = upper_products(Xa)
                 cached = sum(p.numel() for p in cache.values()) if cache is not None else 0
                 if cache is not None and cached + products.numel() <= PRODUCTS_CACHE_NUMBERS:
                     cache[(start, rows_here, m)] = products

@@ -335,3 +335,12 @@ def test_stale_decrement_bound_holds(K, kind):
         ratios.append(bound / fresh)
     assert min(ratios) < 1.5  # small moves: the bound is close
     assert stale_decrement_bound(1.0, "diagonal", 0.0) is None
+
+
+@pytest.mark.parametrize("m", [1, 2, 7, 51])
+def test_upper_products_are_the_row_products_in_triu_order(m):
+    from sktorch_lr._curvature import upper_products
+
+    X = torch.randn(37, m, dtype=torch.float64)
+    rows, cols = torch.triu_indices(m, m)
+    assert torch.equal(upper_products(X), X[:, rows] * X[:, cols])
