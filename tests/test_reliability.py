@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from sklearn.datasets import load_iris
 from sklearn.exceptions import NotFittedError
@@ -128,6 +129,35 @@ def test_extreme_finite_data_gets_a_clear_error(data, scale):
         X[:, :2] *= 1e300
     with pytest.raises(ValueError, match="Rescale the features"):
         TorchLogisticRegression().fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "container", ["tensor", "fortran", "read-only", "reversed", "sparse", "negative"]
+)
+def test_extreme_values_are_found_in_every_container(data, container):
+    """The magnitude check reads a view of X where torch can share its memory, numpy's
+    max and min where it cannot; the largest |x| may be negative."""
+    X, y = data
+
+    def wrap(X):
+        X = X.copy()
+        if container == "tensor":
+            return torch.as_tensor(X)
+        if container == "fortran":
+            return np.asfortranarray(X)
+        if container == "read-only":
+            X.flags.writeable = False
+        elif container == "reversed":
+            return X[::-1]
+        elif container == "sparse":
+            return sp.csr_matrix(X)
+        return X
+
+    large = X.copy()
+    large[3, 1] = -1e200 if container == "negative" else 1e200
+    with pytest.raises(ValueError, match="as large as 1e\\+200"):
+        TorchLogisticRegression().fit(wrap(large), y[::-1] if container == "reversed" else y)
+    TorchLogisticRegression(max_iter=2, tol=0).fit(wrap(X), y)  # no false alarm
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
