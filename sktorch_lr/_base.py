@@ -30,7 +30,7 @@ from sklearn.utils.validation import (
 
 from ._callbacks import CallbackSupportMixin
 from ._dask import is_dask_collection
-from ._data import TrainingData, as_tensor, is_tensor
+from ._data import TrainingData, as_tensor, is_tensor, torch_can_share
 from ._module import LogisticRegressionModule
 from ._objective import linear_logits, penalty_strengths
 from ._threads import threads_for
@@ -496,12 +496,10 @@ def _check_magnitude(X):
 
 def _torch_view(X):
     """``X`` as a tensor sharing its memory, or None where torch cannot share it
-    (read-only memory, on which torch warns; negative strides, which it refuses)."""
+    (:func:`~sktorch_lr._data.torch_can_share`)."""
     if is_tensor(X):
         return X.detach()
-    if not X.flags.writeable or any(stride < 0 for stride in X.strides):
-        return None
-    return torch.from_numpy(X)
+    return torch.from_numpy(X) if torch_can_share(X) else None
 
 
 def _effective_weights(class_weight, classes, y_enc, y, sample_weight):

@@ -164,11 +164,6 @@ class BatchProblem:
         """The parameters' dtype (the training dtype)."""
         return self.param_dtype
 
-    @property
-    def weights(self):
-        """``s_pi`` as ``(B, n_samples)`` (a view of :attr:`row_weights`)."""
-        return self.row_weights.T
-
     def _row_weights(self, idx):
         """``(n_samples, len(idx))``: the weights of problems ``idx`` by row."""
         if len(idx) == self.n_problems:  # idx: sorted, distinct
@@ -197,7 +192,7 @@ class BatchProblem:
         if self.y.is_floating_point():
             self.y = self.y.to(torch.float64)
         self.row_weights = self.row_weights.to(torch.float64)
-        self.weight_sum = self.weights.sum(1)
+        self.weight_sum = self.row_weights.sum(0)
         self.l2 = self._l2_exact.to(torch.float64)
         if self.mean is not None:
             # The same parametrisation (the means' float32 values), in float64.
@@ -668,10 +663,9 @@ def solve_batch(
         kind in ConjugateStep.KINDS and K <= ConjugateStep.MAX_CLASSES and problem.fits_one_block(B)
     )
     # LineSearch's rule where the single solver takes it: dense metrics in Newton's mode.
-    # The class blocks only bound H: never Newton's mode, and a larger share (BLOCK_SHARE).
-    exact = kind != "block"
-    share = RemeasureSchedule.SHARE if exact else BLOCK_SHARE
-    newton_mode = RemeasureSchedule(measure_ratio, exact, share).min_epochs == 1
+    # The class blocks may take a larger share of the batch's time (BLOCK_SHARE).
+    share = BLOCK_SHARE if kind == "block" else RemeasureSchedule.SHARE
+    newton_mode = RemeasureSchedule(measure_ratio, kind, share).min_epochs == 1
     line_search = LineSearch.applies(kind, newton_mode, problem.n_samples * B * K)
     keep_logits = conjugate or line_search
     problem.keep_logits = keep_logits
@@ -725,7 +719,7 @@ def solve_batch(
         (B, SpectrumEstimate.WINDOW + 1), math.nan, dtype=torch.float64, device=device
     )
     seen = torch.zeros(B, dtype=torch.long, device=device)
-    schedule = RemeasureSchedule(measure_ratio, exact, share)
+    schedule = RemeasureSchedule(measure_ratio, kind, share)
     since = torch.zeros(B, dtype=torch.long, device=device)
 
     def remeasure(ids):

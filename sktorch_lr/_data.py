@@ -83,14 +83,18 @@ def csr_to_coo_tensor(X, device, dtype):
     ).to(device)
 
 
-def dense_to_tensor(X, device, dtype):
-    """A numpy array as a tensor on ``device``, sharing memory where it can.
+def torch_can_share(X):
+    """Whether ``torch.from_numpy`` can wrap the numpy array ``X``: it warns on
+    read-only arrays (e.g. memory maps opened read-only) and refuses negative
+    strides (``X[::-1]``)."""
+    return X.flags.writeable and all(stride >= 0 for stride in X.strides)
 
-    ``torch.from_numpy`` warns on read-only arrays (e.g. memory maps opened
-    read-only) and refuses negative strides (``X[::-1]``), so those are copied once.
-    """
-    if not X.flags.writeable or any(stride < 0 for stride in X.strides):
-        X = np.array(X)  # read-only memory, or reversed views torch cannot wrap
+
+def dense_to_tensor(X, device, dtype):
+    """A numpy array as a tensor on ``device``, sharing memory where it can
+    (:func:`torch_can_share`; the others are copied once)."""
+    if not torch_can_share(X):
+        X = np.array(X)
     return torch.from_numpy(X).to(device=device, dtype=dtype)
 
 

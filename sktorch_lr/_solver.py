@@ -542,12 +542,11 @@ class RemeasureSchedule:
       after every epoch that did not converge fast. A fresh Hessian makes the
       step Newton's, whose quadratic convergence no stale metric matches at
       that price.
-    - Costly ones (many classes or features), and any measurement of a metric
-      that only approximates the Hessian (``exact=False``: the single
-      solver's class blocks, whose fresh measurement gives no quadratic
-      convergence to pay for one every epoch): wait until the epochs since
-      the last measurement cost ``1 / SHARE - 1`` measurements, so curvature
-      stays under ``SHARE`` of the fit's time.
+    - Costly ones (many classes or features), and any measurement of the
+      class blocks (``kind="block"``), which only bound the Hessian: a fresh
+      one gives no quadratic convergence to pay for one every epoch. Wait
+      until the epochs since the last measurement cost ``1 / SHARE - 1``
+      measurements, so curvature stays under ``SHARE`` of the fit's time.
 
     Never while the decrement falls ``FAST`` times or more per epoch: the
     current ``P`` works. ``share`` replaces ``SHARE`` (the batch's class
@@ -563,8 +562,8 @@ class RemeasureSchedule:
     # classes): part of what a measurement costs there.
     RELEARN_EPOCHS = 3.0
 
-    def __init__(self, ratio, exact=True, share=SHARE):
-        if exact and ratio <= self.NEWTON_RATIO:
+    def __init__(self, ratio, kind=None, share=SHARE):
+        if kind != "block" and ratio <= self.NEWTON_RATIO:
             self.min_epochs = 1
         else:
             self.min_epochs = math.ceil(ratio * (1.0 / share - 1.0))
@@ -1010,7 +1009,7 @@ def solve(
         conjugate = ConjugateStep()
     if preconditioner_kind == "block" and conjugate is None:
         measure_ratio += RemeasureSchedule.RELEARN_EPOCHS
-    schedule = RemeasureSchedule(measure_ratio, exact=preconditioner_kind != "block")
+    schedule = RemeasureSchedule(measure_ratio, preconditioner_kind)
     stall = StallStop()
     growth = BatchGrowth()
     spectrum = SpectrumEstimate()
