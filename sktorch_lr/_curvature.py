@@ -519,13 +519,16 @@ def class_blocks(Xa, a):
         # One wide product Xa^T [a_1 * Xa, ..., a_K * Xa] per chunk of rows: 1.2-1.8x
         # faster than K batched (m x n) (n x m) products (digits: 8.4 ms against 12.2
         # on one thread).
-        step = max(1, CHUNK_NUMBERS // max(K * m, 1))
+        # A cache-sized block of weighted rows at a time, in one reused buffer
+        # (as linear_model_hessian).
+        step = max(1, HESSIAN_BLOCK_NUMBERS // max(K * m, 1))
         out = Xa.new_zeros(m, K * m)
+        buffer = Xa.new_empty((min(step, n), K, m))
         for start in range(0, n, step):
             rows = Xa[start : start + step]
-            weighted = a[start : start + step, :, None] * rows[:, None, :]
-            weighted = weighted.reshape(len(rows), K * m)
-            out += rows.T @ weighted
+            weighted = buffer[: len(rows)]
+            torch.mul(a[start : start + step, :, None], rows[:, None, :], out=weighted)
+            out.addmm_(rows.T, weighted.view(len(rows), K * m))
         return out.reshape(m, K, m).transpose(0, 1)
     rows, cols = torch.triu_indices(m, m, device=Xa.device)
     step = max(1, CHUNK_NUMBERS // max(len(rows), 1))

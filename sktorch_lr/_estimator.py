@@ -113,7 +113,9 @@ class TorchLogisticRegression(TorchLinearClassifier):
         ``max_iter`` epochs.
     class_weight : dict, "balanced" or None, default=None
         Weights ``{class_label: weight}`` multiplied into the sample weights;
-        ``"balanced"`` uses ``n_samples / (n_classes * np.bincount(y))``.
+        ``"balanced"`` uses ``S / (n_classes * S_k)``, ``S_k`` the sum of the
+        sample weights of class ``k`` (``np.bincount(y)`` without them), as
+        ``LogisticRegression`` does.
     warm_start : bool, default=False
         Start ``fit`` from the previous solution when the classes and the
         number of features are unchanged.
