@@ -211,10 +211,11 @@ class BatchProblem:
         coef = coef.to(X.dtype)
         intercept = None if intercept is None else intercept.to(X.dtype)
         b, K, d = coef.shape
-        Z = linear_logits(X, coef.reshape(b * K, d), None).view(X.shape[0], b, K)
-        if intercept is not None:
-            Z = Z + self.model_intercept(coef, intercept, idx)
-        return Z
+        # The intercepts in the product's own kernel (F.linear's addmm), not a
+        # second pass over the (n, b, K) logits.
+        bias = None if intercept is None else self.model_intercept(coef, intercept, idx)
+        bias = None if bias is None else bias.reshape(b * K)
+        return linear_logits(X, coef.reshape(b * K, d), bias).view(X.shape[0], b, K)
 
     def _data_terms(self, Z, y, row_weights):
         """``sum_i s_pi loss_pi`` for each problem: ``Z`` (n, b, K), ``row_weights`` (n, b)."""
