@@ -500,3 +500,57 @@ def test_make_classification_many_features():
     X, y = make_classification(300, 40, n_informative=10, random_state=0)
     ours = TorchLogisticRegressionCV(Cs=4, cv=3, **TIGHT).fit(X, y)
     _assert_same_cv(ours, _sklearn_cv(X, y, Cs=4, cv=3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_random_batches_reach_the_single_fits_optimum(seed):
+    # Drawn problems beyond the named data sets: per-column scales from 1e-3 to 1e4 and
+    # offsets, 2 to 12 classes, sample weights with zeros, balanced class weights
+    # (computed on all of y, weighted), float32, CSR and tensor input. Each batched
+    # problem at its default tol against one tight single fit on the fold's rows.
+    from sklearn.utils.class_weight import compute_class_weight
+
+    r = np.random.default_rng(seed)
+    while True:  # a draw with at least two classes of six rows each
+        n, d, K = int(r.integers(60, 800)), int(r.integers(1, 40)), int(r.choice([2, 3, 5, 12]))
+        scale = 10.0 ** r.uniform(-3, 4, d) if seed % 2 else np.ones(d)
+        X = (r.normal(size=(n, d)) + r.normal(size=d) * 5 * (seed % 3 == 0)) * scale
+        Z = X @ (r.normal(size=(K, d)) / scale * r.uniform(0.3, 3)).T
+        P = np.exp(Z - Z.max(1, keepdims=True))
+        y = (r.random((n, 1)) < (P / P.sum(1, keepdims=True)).cumsum(1)).argmax(1)
+        classes, y = np.unique(y, return_inverse=True)
+        K = len(classes)
+        if K >= 2 and np.bincount(y).min() >= 6:
+            break
+    sample_weight = r.uniform(0.0, 3.0, n) if seed % 4 < 2 else None
+    class_weight = "balanced" if seed % 3 == 1 else None
+    fit_intercept = seed != 5
+    dtype = np.float32 if seed % 4 == 3 else np.float64
+    Xf = X.astype(dtype)
+    X_in = [Xf, sp.csr_matrix(Xf), torch.as_tensor(Xf)][seed % 3]
+    cv = list(KFold(3, shuffle=True, random_state=seed).split(X, y))
+    ours = TorchLogisticRegressionCV(
+        Cs=5, cv=cv, class_weight=class_weight, fit_intercept=fit_intercept
+    ).fit(X_in, y, sample_weight=sample_weight)
+    s = np.ones(n) if sample_weight is None else sample_weight
+    if class_weight:
+        s = s * compute_class_weight("balanced", classes=np.arange(K), y=y, sample_weight=s)[y]
+    X64 = Xf.astype(np.float64)
+    for f, (train, _) in enumerate(cv):
+        for c, C in enumerate(ours.Cs_):
+            Xt, yt, st = X64[train], y[train], s[train]
+            if len(np.unique(yt)) < K or st.sum() == 0:
+                continue
+            single = TorchLogisticRegression(
+                C=C, fit_intercept=fit_intercept, tol=1e-9, max_iter=20_000
+            ).fit(Xt, yt, sample_weight=st)
+            packed = ours.coefs_paths_[f, 0, c]
+            coef, intercept = (
+                (packed[:, :-1], packed[:, -1])
+                if fit_intercept
+                else (packed, np.zeros(len(packed)))
+            )
+            got = objective_value(coef, intercept, Xt, yt, C=C, sample_weight=st)
+            best = objective_value(single.coef_, single.intercept_, Xt, yt, C=C, sample_weight=st)
+            assert got - best < (1e-4 if dtype == np.float32 else 1e-5), (f, C, got - best)
