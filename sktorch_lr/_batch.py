@@ -213,8 +213,7 @@ class BatchProblem:
         b, K, d = coef.shape
         # The intercepts in the product's own kernel (F.linear's addmm), not a
         # second pass over the (n, b, K) logits.
-        bias = None if intercept is None else self.model_intercept(coef, intercept, idx)
-        bias = None if bias is None else bias.reshape(b * K)
+        bias = None if intercept is None else self.model_intercept(coef, intercept, idx).reshape(-1)
         return linear_logits(X, coef.reshape(b * K, d), bias).view(X.shape[0], b, K)
 
     def _data_terms(self, Z, y, row_weights):
@@ -349,9 +348,7 @@ class BatchProblem:
             Xc = Xc.to(torch.float64)
             rows_here = Xc.shape[0]
             with torch.no_grad():
-                Z = linear_logits(Xc, coef64.reshape(b * K, d), None).view(rows_here, b, K)
-                if int64 is not None:
-                    Z = Z + self.model_intercept(coef64, int64, idx).to(torch.float64)
+                Z = self._logits(Xc, coef64, int64, idx)
             flat_z = Z.reshape(rows_here * b, K)
             flat_s = w[start : start + step].reshape(-1)
             if kind == "dense":
