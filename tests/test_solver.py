@@ -564,7 +564,7 @@ def test_float32_fit_goes_on_with_float64_sums_where_its_own_rounding_stalls_it(
     if refine:
         assert not warned and gap < 1e-6
     else:  # the control: what the float64 sums fix (a stall above tol, 2e-7 to 8e-5 in J)
-        assert warned
+        assert warned and gap > 1e-7
 
 
 @pytest.mark.parametrize("kind", ["block", "dense"])
