@@ -1038,6 +1038,19 @@ def solve(
             direction = problem.project_(P.undamped().direction(grads))
         return _gradient_measure(grads, direction)
 
+    def remeasure(grads):
+        # A fresh metric at the parameters (and the step rule it implies): where it
+        # was measured, and the direction and decrement of ``grads`` in it.
+        nonlocal measured_at, moved
+        state.preconditioner = problem.measure(params, preconditioner_kind)
+        if retune is not None:
+            retune(state)
+        measured_at = _copies(params)
+        moved = False
+        schedule.measured()
+        direction = direction_of([p.grad for p in params])
+        return (direction, *measure_of(grads, direction))
+
     problem.centre_classes_(params)
     zero_grad_(params)
     f = float(problem.evaluate(params))
@@ -1123,12 +1136,7 @@ def solve(
             if bound is not None and bound <= tol:
                 converged = True
                 break
-            state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
-            measured_at = _copies(params)
-            schedule.measured()
-            moved = False
-            direction = direction_of([p.grad for p in params])
-            decrement, grad_max = measure_of(grads, direction)
+            direction, decrement, grad_max = remeasure(grads)
             if decrement <= tol:
                 converged = True
                 break
@@ -1155,14 +1163,10 @@ def solve(
                     # parameters): a fresh metric and the rule's step.
                     control = StepControl()
                     spectrum.reset()
-                    state.preconditioner = _remeasure(
-                        problem, params, state, preconditioner_kind, retune
-                    )
-                    measured_at = _copies(params)
-                    schedule.measured()
-                    moved = False
-                direction = direction_of([p.grad for p in params])
-                decrement, grad_max = measure_of(grads, direction)
+                    direction, decrement, grad_max = remeasure(grads)
+                else:
+                    direction = direction_of([p.grad for p in params])
+                    decrement, grad_max = measure_of(grads, direction)
                 continue
             # No step lowers the objective in this precision. Below sqrt(eps) the
             # decrement itself is rounding: converged as far as the dtype allows.
@@ -1175,25 +1179,13 @@ def solve(
             if full_batch:
                 # The full-batch rule from here on.
                 state.buffers = []
-                state.preconditioner = _remeasure(
-                    problem, params, state, preconditioner_kind, retune
-                )
-                measured_at = _copies(params)
-                schedule.measured()
-                moved = False
-                direction = direction_of([p.grad for p in params])
-                decrement, grad_max = measure_of(grads, direction)
+                direction, decrement, grad_max = remeasure(grads)
                 continue
         schedule.tick()
         progress = decrement / previous_decrement if previous_decrement > 0 else 0.0
         if full_batch and accepted and schedule.due(progress):
-            state.preconditioner = _remeasure(problem, params, state, preconditioner_kind, retune)
-            measured_at = _copies(params)
-            schedule.measured()
             spectrum.reset()
-            moved = False
-            direction = direction_of([p.grad for p in params])
-            decrement, grad_max = measure_of(grads, direction)
+            direction, decrement, grad_max = remeasure(grads)
             if check_convergence and decrement <= tol:
                 # Below tol in a metric measured here: no further step is needed.
                 converged = True
@@ -1227,13 +1219,6 @@ def _row_blocks(X):
     for start in range(0, n, EVAL_CHUNK_ROWS):
         rows = slice(start, start + EVAL_CHUNK_ROWS)
         yield rows, X[rows]
-
-
-def _remeasure(problem, params, state, kind, retune):
-    state.preconditioner = problem.measure(params, kind)
-    if retune is not None:
-        retune(state)
-    return state.preconditioner
 
 
 def _restore_(params, saved):
