@@ -11,6 +11,7 @@ model has (:meth:`TorchLinearClassifier._fitted_penalty`).
 
 import contextlib
 import copy
+import math
 import os
 import sys
 
@@ -18,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import column_or_1d
+from sklearn.utils import assert_all_finite, column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -296,8 +297,9 @@ class TorchLinearClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator
         return _sparse_to_csr(X)
 
     def _validate_fit_input(self, X, y, sample_weight, reset):
+        # X's values (finite, not too large) are checked in one pass at the end.
         if is_tensor(X):
-            X = _validate_tensor(self, X, reset)
+            X = _validate_tensor(self, X, reset, check_values=False)
             y = column_or_1d(_labels_to_numpy(y), warn=True)
             check_consistent_length(X, y)
         else:
@@ -308,10 +310,11 @@ class TorchLinearClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator
                 accept_sparse=["csr", "csc", "coo"],
                 dtype=[np.float64, np.float32],
                 reset=reset,
+                ensure_all_finite=False,
             )
             X = _sparse_to_csr(X)
         check_classification_targets(y)
-        _check_magnitude(X)
+        _check_values(X)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 _to_numpy(sample_weight),
@@ -426,8 +429,9 @@ def _sparse_to_csr(X):
     return X.tocsr() if sp.issparse(X) else X
 
 
-def _validate_tensor(est, X, reset):
-    """The checks ``validate_data`` does, for a torch tensor (kept on its device)."""
+def _validate_tensor(est, X, reset, check_values=True):
+    """The checks ``validate_data`` does, for a torch tensor (kept on its device);
+    without ``check_values``, not the finiteness (the caller's :func:`_check_values` does)."""
     if X.layout != torch.strided:
         raise ValueError("Sparse torch tensors are not supported; pass a scipy sparse matrix.")
     if X.device.type == "meta":
@@ -446,8 +450,8 @@ def _validate_tensor(est, X, reset):
         raise ValueError("Complex data not supported.")
     if X.dtype not in (torch.float32, torch.float64):
         X = X.to(torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else torch.float64)
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError("Input X contains NaN or infinity.")
+    if check_values and not bool(torch.isfinite(X).all()):
+        raise ValueError(_TENSOR_NOT_FINITE)
     n_features = X.shape[1]
     if reset:
         est.n_features_in_ = n_features
@@ -470,8 +474,17 @@ def _two_or_more(classes):
     return classes
 
 
-def _check_magnitude(X):
-    """A clear error for features so large that the curvature overflows float64."""
+_TENSOR_NOT_FINITE = "Input X contains NaN or infinity."
+
+
+def _check_values(X):
+    """What fit needs of ``X``'s values, from its extremes in one pass: all finite
+    (scikit-learn's error otherwise), and none so large that the curvature
+    overflows float64 (a clear error).
+
+    The pass validation's finiteness check would make is the one this makes:
+    1M x 100 float32 took 26 ms for that check and 20 ms for this one.
+    """
     if sp.issparse(X):
         largest = float(np.abs(X.data).max()) if X.nnz else 0.0
     elif (X.numel() if is_tensor(X) else X.size) == 0:
@@ -485,6 +498,10 @@ def _check_magnitude(X):
             # (1M x 100 float32: 15 ms against 52 ms for numpy's max and min).
             lo, hi = torch.aminmax(view)
             largest = max(abs(float(lo)), abs(float(hi)))
+    if not math.isfinite(largest):  # NaN propagates through both extremes
+        if is_tensor(X):
+            raise ValueError(_TENSOR_NOT_FINITE)
+        assert_all_finite(X, input_name="X")  # raises scikit-learn's own message
     if largest > MAX_ABS_FEATURE:
         raise ValueError(
             f"X holds values as large as {largest:.3g}: their squares, which the curvature "

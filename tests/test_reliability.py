@@ -160,6 +160,52 @@ def test_extreme_values_are_found_in_every_container(data, container):
     TorchLogisticRegression(max_iter=2, tol=0).fit(wrap(X), y)  # no false alarm
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    "container", ["numpy", "float32", "read-only", "reversed", "sparse", "tensor", "frame"]
+)
+@pytest.mark.parametrize("entry", ["fit", "partial_fit", "cv", "inspector"])
+def test_non_finite_values_are_found_in_every_container(data, bad, container, entry):
+    """Fitting reads X's extremes once for both checks (finite, not too large); a NaN
+    or an infinity anywhere gets scikit-learn's message (a tensor's own), and a model
+    fitted before is left as it was."""
+    import pandas as pd
+
+    from sktorch_lr import TorchLogisticRegressionCV
+
+    X, y = data
+    Z = X.copy()
+    Z[17, 2] = bad
+    if container == "float32":
+        Z = Z.astype(np.float32)
+    elif container == "read-only":
+        Z.flags.writeable = False
+    elif container == "reversed":
+        Z, y = Z[::-1], y[::-1]
+    elif container == "sparse":
+        Z = sp.csc_matrix(Z)
+    elif container == "tensor":
+        Z = torch.as_tensor(Z)
+    elif container == "frame":
+        Z = pd.DataFrame(Z)
+    if container == "tensor":
+        match = "NaN or infinity"
+    else:
+        match = "NaN" if np.isnan(bad) else "infinity"
+    est = TorchLogisticRegression(max_iter=5).fit(X, y)
+    before = est.coef_.copy()
+    with pytest.raises(ValueError, match=match):
+        if entry == "fit":
+            est.fit(Z, y)
+        elif entry == "partial_fit":
+            est.partial_fit(Z, y)
+        elif entry == "cv":
+            TorchLogisticRegressionCV(Cs=2, cv=2).fit(Z, y)
+        else:
+            GradientInspector(est, Z, y)
+    np.testing.assert_array_equal(est.coef_, before)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_class_weight(data, bad):
     X, y = data
