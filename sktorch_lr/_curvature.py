@@ -120,10 +120,11 @@ def link_jacobian(logits, sample_weight, normalizer, diagonal=False):
     zt = logits.detach().T.contiguous().requires_grad_(True)
     K = zt.shape[0]
     p = torch.sigmoid(zt) if K == 1 else torch.softmax(zt, dim=0)
-    ones = torch.ones_like(p[0])
     rows = []
     for k in range(K):
-        (row,) = torch.autograd.grad(p[k], zt, grad_outputs=ones, retain_graph=k < K - 1)
+        # Each p[k, i] depends on sample i's logits only: the gradient of the sum is
+        # the Jacobian's rows (not grad_outputs=ones: see hessian_vector_product).
+        (row,) = torch.autograd.grad(p[k].sum(), zt, retain_graph=k < K - 1)
         rows.append(row[k] if diagonal else row)
     scale = 1.0 / normalizer if sample_weight is None else sample_weight / normalizer
     stacked = torch.stack(rows) * scale  # (K, n) or (K, K, n)

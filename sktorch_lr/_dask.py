@@ -244,7 +244,9 @@ class DaskProblem(Problem):
             outputs.append(pen)
             grads.append(torch.ones((), dtype=dtype))
             penalty_value = float(pen.detach())
-        torch.autograd.backward(outputs, grads)
+        # The vector-Jacobian product as one scalar's backward (grad tensors would
+        # import torch's symbolic-shape machinery, see hessian_vector_product).
+        sum((out * grad).sum() for out, grad in zip(outputs, grads, strict=True)).backward()
         self.project_([p.grad for p in params])
         total = value / S + penalty_value
         if self.penalty.l1:
