@@ -451,7 +451,7 @@ def _validate_tensor(est, X, reset, check_values=True):
     if X.dtype not in (torch.float32, torch.float64):
         X = X.to(torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else torch.float64)
     if check_values and not bool(torch.isfinite(X).all()):
-        raise ValueError(_TENSOR_NOT_FINITE)
+        raise ValueError(_NOT_FINITE)
     n_features = X.shape[1]
     if reset:
         est.n_features_in_ = n_features
@@ -474,7 +474,7 @@ def _two_or_more(classes):
     return classes
 
 
-_TENSOR_NOT_FINITE = "Input X contains NaN or infinity."
+_NOT_FINITE = "Input X contains NaN or infinity."
 
 
 def _check_values(X):
@@ -499,9 +499,16 @@ def _check_values(X):
             lo, hi = torch.aminmax(view)
             largest = max(abs(float(lo)), abs(float(hi)))
     if not math.isfinite(largest):  # NaN propagates through both extremes
-        if is_tensor(X):
-            raise ValueError(_TENSOR_NOT_FINITE)
-        assert_all_finite(X, input_name="X")  # raises scikit-learn's own message
+        if not is_tensor(X):
+            assert_all_finite(X, input_name="X")  # raises scikit-learn's own message
+        raise ValueError(_NOT_FINITE)
+    _check_largest(largest)
+
+
+def _check_largest(largest):
+    """A clear error for features so large that the curvature overflows float64."""
+    if not math.isfinite(largest):
+        raise ValueError(_NOT_FINITE)
     if largest > MAX_ABS_FEATURE:
         raise ValueError(
             f"X holds values as large as {largest:.3g}: their squares, which the curvature "

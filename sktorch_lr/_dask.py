@@ -126,7 +126,13 @@ class DaskData:
         else:
             total = weights.sum()
             mean = (X * weights[:, None]).sum(axis=0) / total
-        total, mean = dask.compute(total, mean)
+        # In the same pass, what validation reads of the values: the largest |x|
+        # (NaN if any is) and the smallest sample weight.
+        largest = abs(X).max() if X.size else 0.0
+        lowest = sample_weight.min() if sample_weight is not None and X.size else 0.0
+        total, mean, largest, lowest = dask.compute(total, mean, largest, lowest)
+        self.largest = float(largest)
+        self.lowest_weight = float(lowest)
         self.weight_sum = float(total)
         self._mean = torch.as_tensor(np.asarray(mean, dtype=np.float64)).to(dtype)
         self._sample = None

@@ -12,11 +12,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
     TorchLinearClassifier,
     _caller_stacklevel,
+    _check_largest,
     _effective_weights,
     _encode,
     _labels_to_numpy,
@@ -343,10 +345,19 @@ class TorchLogisticRegression(TorchLinearClassifier):
                 else da.from_array(np.asarray(sample_weight, np.float64), chunks=(Xd.chunks[0],)),
                 "sample_weight",
             ).astype(np.float64)
-        classes = _two_or_more(np.unique(np.asarray(da.unique(yd).compute())))
+        classes = np.unique(np.asarray(da.unique(yd).compute()))
+        check_classification_targets(classes)  # the labels' type shows in their set
+        classes = _two_or_more(classes)
         class_weight = _dask_class_weight(self.class_weight, classes, yd, swd)
         dtype = torch.float32 if Xd.dtype == np.float32 else torch.float64
         data = DaskData(Xd, yd, swd, classes, class_weight, dtype=dtype)
+        # The checks an in-memory fit makes of the values, from numbers DaskData
+        # computed in its one pass over the partitions.
+        _check_largest(data.largest)
+        if not data.lowest_weight >= 0:
+            raise ValueError(
+                "sample_weight holds negative or NaN values; weights must be non-negative."
+            )
         if not data.weight_sum > 0:
             raise ValueError("The sample weights sum to zero; at least one must be positive.")
         problem = DaskProblem(

@@ -22,3 +22,41 @@ def test_dask_fit_without_a_client_matches_memory():
     ref = TorchLogisticRegression(tol=1e-10).fit(X, y)
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(est.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "what, match",
+    [
+        ("nan", "NaN or infinity"),
+        ("inf", "NaN or infinity"),
+        ("huge", "as large as 1e\\+300"),
+        ("negative weight", "non-negative"),
+        ("nan weight", "non-negative"),
+        ("continuous y", "Unknown label type"),
+    ],
+)
+def test_dask_fit_checks_values_as_memory_does(what, match):
+    """Values an in-memory fit refuses are refused on dask arrays too (from the one pass
+    that takes the means), not left to surface as a diverged or non-converged fit; a
+    model fitted before is left as it was."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    y = (X[:, 0] > 0).astype(int)
+    sw = np.ones(300)
+    if what in ("nan", "inf", "huge"):
+        X[123, 2] = {"nan": np.nan, "inf": -np.inf, "huge": 1e300}[what]
+    elif what == "negative weight":
+        sw[7] = -1.0
+    elif what == "nan weight":
+        sw[7] = np.nan
+    else:
+        y = X[:, 1].copy()
+    est = TorchLogisticRegression().fit(rng.normal(size=(50, 3)), rng.integers(0, 2, 50))
+    before = est.coef_.copy()
+    with pytest.raises(ValueError, match=match):
+        est.fit(
+            da.from_array(X, chunks=(100, 3)),
+            da.from_array(y, chunks=100),
+            sample_weight=da.from_array(sw, chunks=100),
+        )
+    np.testing.assert_array_equal(est.coef_, before)
