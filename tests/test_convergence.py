@@ -198,3 +198,51 @@ def test_float32_elastic_net_fits_reach_the_optimum(seed):
         warnings.simplefilter("error", ConvergenceWarning)
         est = TorchLogisticRegression(**common).fit(X.astype(np.float32), y, sample_weight=sw)
     assert J(est) - optimum <= 1e-4
+
+
+def _wide_or_l1_problem(seed):
+    """A wide sparse problem (more than 1,024 features: the diagonal metric) or a small
+    L1 / elastic-net one (the diagonal metric and its proximal step): the fits whose
+    step size comes from power iteration on Hessian-vector products."""
+    rng = np.random.default_rng(seed)
+    K = int(rng.choice([2, 3, 5]))
+    if seed % 2:
+        n, d = int(rng.integers(200, 600)), int(rng.integers(1100, 3000))
+        X = sp.random(n, d, density=rng.uniform(0.003, 0.02), random_state=seed, format="csr")
+        X = X * rng.uniform(0.5, 20)
+        W = rng.normal(size=(d, K)) * (rng.random((d, 1)) < 0.05) * 5
+        l1_ratio = 0.0
+    else:
+        n, d = int(rng.integers(60, 200)), int(rng.integers(2, 25))
+        X = rng.normal(size=(n, d)) * rng.uniform(0.1, 5, d)
+        W = rng.normal(size=(d, K)) * (rng.random((d, 1)) < 0.4)
+        l1_ratio = float(rng.choice([0.3, 0.7, 1.0]))
+        if rng.random() < 0.4:
+            X = sp.csr_matrix(np.where(rng.random((n, d)) < 0.6, 0.0, X))
+    y = np.argmax(X @ W + rng.gumbel(size=(n, K)), 1)
+    return X, y, float(10 ** rng.uniform(-2, 2)), l1_ratio
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_diagonal_metric_fits_reach_the_optimum(seed):
+    """Default fits (only C and l1_ratio set) reach scikit-learn's tight optimum: lbfgs
+    for the wide L2 problems, saga for the L1 / elastic-net ones."""
+    X, y, C, l1_ratio = _wide_or_l1_problem(seed)
+    if len(np.unique(y)) < 2:
+        pytest.skip("one class drawn")
+    solver = "saga" if l1_ratio else "lbfgs"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = LogisticRegression(
+            C=C, l1_ratio=l1_ratio, solver=solver, tol=1e-12, max_iter=200_000
+        ).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = TorchLogisticRegression(C=C, l1_ratio=l1_ratio).fit(X, y)
+    Xd = X.toarray() if sp.issparse(X) else X
+
+    def J(model):
+        return objective_value(model.coef_, model.intercept_, Xd, y, C=C, l1_ratio=l1_ratio)
+
+    assert J(est) - J(ref) <= 1e-5
