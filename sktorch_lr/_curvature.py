@@ -172,6 +172,10 @@ def logit_drift(now, then=None, per_problem=False):
     return float(per_row.max())
 
 
+# The largest x with exp(x) finite in float64 (exp(709.78) overflows).
+MAX_EXP = 709.0
+
+
 def stale_decrement_bound(decrement, kind, drift):
     """An upper bound of the decrement in a metric measured afresh, or None.
 
@@ -182,12 +186,14 @@ def stale_decrement_bound(decrement, kind, drift):
     decrement is at most ``e^(drift/2)`` times this one; with the class blocks,
     ``e^drift`` times. Other metrics: None (measure again to know).
     """
-    exp = torch.exp if isinstance(drift, torch.Tensor) else math.exp
-    if kind == "dense":
-        return decrement * exp(drift / 2.0)
-    if kind == "block":
-        return decrement * exp(drift)
-    return None
+    power = {"dense": 0.5, "block": 1.0}.get(kind)
+    if power is None:
+        return None
+    if isinstance(drift, torch.Tensor):
+        return decrement * torch.exp(power * drift)
+    # Past float64's range (logits that moved by hundreds: separated classes running
+    # off) the bound says nothing: math.exp would raise OverflowError.
+    return decrement * math.exp(power * drift) if power * drift < MAX_EXP else math.inf
 
 
 def logit_curvature_along(logits, sample_weight, normalizer, z):

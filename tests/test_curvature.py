@@ -383,6 +383,20 @@ def test_stale_decrement_bound_holds(K, kind):
     assert stale_decrement_bound(1.0, "diagonal", 0.0) is None
 
 
+@pytest.mark.parametrize("kind", ["dense", "block"])
+def test_stale_decrement_bound_of_a_drift_past_floats_range_is_infinite(kind):
+    """Logits that moved by thousands (separated classes running off) bound nothing:
+    the bound is inf, not math.exp's OverflowError; per problem, inf where it overflows."""
+    from sktorch_lr._curvature import stale_decrement_bound
+
+    assert stale_decrement_bound(1e-6, kind, 2.2e4) == math.inf
+    assert stale_decrement_bound(1e-6, kind, 1.0) < 1e-5
+    bounds = stale_decrement_bound(
+        torch.tensor([1e-6, 1e-6], dtype=torch.float64), kind, torch.tensor([1.0, 2.2e4])
+    )
+    assert bounds[0] < 1e-5 and bounds[1] == math.inf
+
+
 @pytest.mark.parametrize("m", [1, 2, 7, 51])
 def test_upper_products_are_the_row_products_in_triu_order(m):
     from sktorch_lr._curvature import upper_products

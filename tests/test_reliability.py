@@ -413,3 +413,20 @@ def test_small_cholesky_factors_run_on_one_thread(monkeypatch):
     assert seen[0] == (5, 1) and seen[1] == (151, 1)
     assert seen[2] == (600, threads)
     assert torch.get_num_threads() == threads
+
+
+def test_unpenalised_fit_of_separated_classes_whose_logits_run_off():
+    """A drawn problem (60 rows, 10 features over four decades, 4 classes: separable)
+    whose unpenalised logits reach 2e4: the stale metric's decrement bound overflowed
+    math.exp and the fit raised OverflowError. It now fits every training label."""
+    rng = np.random.default_rng(255)
+    n, d, K = (int(rng.choice(v)) for v in ([60, 200, 1000, 5000], [1, 3, 6, 10], [2, 2, 3, 4]))
+    assert (n, d, K) == (60, 10, 4)
+    scale, shift = 10 ** rng.uniform(-2, 2, d), rng.normal(0, 3, d)
+    X = rng.normal(size=(n, d)) * scale + shift
+    B = rng.normal(size=(K, d)) / scale * 0.7
+    Z = (X - shift) @ B.T + rng.normal(size=K) * 0.5
+    y = np.argmax(Z + rng.gumbel(size=(n, K)), 1)
+    est = TorchLogisticRegression(C=np.inf).fit(X, y)
+    assert est.score(X, y) == 1.0
+    assert np.all(np.isfinite(est.coef_))
