@@ -752,7 +752,7 @@ def _chunks(data, rows, n_columns):
     yield from data.float64_chunks(rows, chunk_rows)
 
 
-def measure_preconditioner(data, penalty, coef, intercept, mean, kind):
+def measure_preconditioner(data, penalty, coef, intercept, mean, kind, constant=None):
     """Measure the curvature at ``(coef, intercept)`` and return the :class:`Preconditioner`.
 
     Parameters
@@ -766,6 +766,10 @@ def measure_preconditioner(data, penalty, coef, intercept, mean, kind):
         parametrisation, ``X - mean`` in place of ``X``.
     kind : {"dense", "block", "diagonal"}
         From :func:`choose_preconditioner`.
+    constant : bool Tensor of shape (n_features,) or None
+        The constant columns (zero once centred), whose curvature the sparse
+        diagonal's formula would leave as rounding; dense rows are centred
+        explicitly, where they are exactly zero.
 
     The Hessian is measured with autograd on the logits (see
     :func:`logit_curvature`) and chained through the linear layer; it uses at
@@ -779,7 +783,7 @@ def measure_preconditioner(data, penalty, coef, intercept, mean, kind):
     mean64 = None if mean is None else mean.to(torch.float64)
     K, d = coef.shape
     if kind == "diagonal" and data.X.layout == torch.sparse_coo:
-        return _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean64)
+        return _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean64, constant)
     total = 0.0
     width = (d + 1) * max(K, 1) if kind == "dense" else d + 1
     for X, _, sw in _chunks(data, rows, width):
@@ -814,10 +818,11 @@ def _finish(total, kind, penalty, coef_shape, fit_intercept):
     return DiagonalPreconditioner([coef_diag, total[:, d]] if fit_intercept else [coef_diag])
 
 
-def _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean):
+def _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean, constant):
     """The Jacobi diagonal for sparse ``X``, centred implicitly (never densified).
 
-    ``sum_i a_i (x_ij - m_j)^2 = (X^2)^T a - 2 m_j (X^T a)_j + m_j^2 sum_i a_i``.
+    ``sum_i a_i (x_ij - m_j)^2 = (X^2)^T a - 2 m_j (X^T a)_j + m_j^2 sum_i a_i``,
+    zero on the ``constant`` columns.
     """
     X, y, sw = data.float64_sample(rows)
     with torch.no_grad():
@@ -833,6 +838,8 @@ def _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean):
     if mean is not None:
         Xa = torch.sparse.mm(X.t(), a).T
         diag = diag - 2 * mean * Xa + mean.pow(2) * a.sum(0)[:, None]
+        if constant is not None:
+            diag[:, constant] = 0.0  # what the three terms cancel to, less their rounding
     total = torch.cat([diag, a.sum(0)[:, None]], 1)
     return _finish(total, "diagonal", penalty, coef.shape, intercept is not None)
 

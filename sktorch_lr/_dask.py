@@ -130,11 +130,21 @@ class DaskData:
         # (NaN if any is) and the smallest sample weight.
         largest = abs(X).max() if X.size else 0.0
         lowest = sample_weight.min() if sample_weight is not None and X.size else 0.0
-        total, mean, largest, lowest = dask.compute(total, mean, largest, lowest)
+        # And each column's extremes, for constant_columns.
+        low, high = X.min(axis=0), X.max(axis=0)
+        total, mean, largest, lowest, low, high = dask.compute(
+            total, mean, largest, lowest, low, high
+        )
         self.largest = float(largest)
         self.lowest_weight = float(lowest)
         self.weight_sum = float(total)
-        self._mean = torch.as_tensor(np.asarray(mean, dtype=np.float64)).to(dtype)
+        constant = torch.as_tensor(np.asarray(low == high))
+        low = torch.as_tensor(np.asarray(low, dtype=np.float64)).to(dtype)
+        self._constant = (constant, low) if bool(constant.any()) else (None, None)
+        mean = torch.as_tensor(np.asarray(mean, dtype=np.float64)).to(dtype)
+        if self._constant[0] is not None:
+            mean[constant] = low[constant]  # exactly, as TrainingData.weighted_mean
+        self._mean = mean
         self._sample = None
 
     def _weights_dask(self):
@@ -153,6 +163,10 @@ class DaskData:
 
     def weighted_mean(self):
         return self._mean
+
+    def constant_columns(self):
+        """As :meth:`sktorch_lr._data.TrainingData.constant_columns`, from the mean's pass."""
+        return self._constant
 
     def curvature_sample(self):
         """At most 16,384 evenly strided rows, gathered to the client once, as TrainingData."""
@@ -254,6 +268,7 @@ class DaskProblem(Problem):
         # import torch's symbolic-shape machinery, see hessian_vector_product).
         sum((out * grad).sum() for out, grad in zip(outputs, grads, strict=True)).backward()
         self.project_([p.grad for p in params])
+        self.fix_constant_columns_(params)
         total = value / S + penalty_value
         if self.penalty.l1:
             total += float(self.penalty.l1 * coef.detach().abs().sum())

@@ -11,6 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+# Rows compared at a time by TrainingData.constant_columns.
+CONSTANT_CHECK_ROWS = 4096
+
 _FLOAT_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
@@ -195,7 +198,9 @@ class TrainingData:
 
         Any shift is exact (the intercept absorbs it), so the mean is computed
         in the training dtype, without a copy of ``X``; sparse ``X`` stays
-        sparse (one sparse matrix-vector product).
+        sparse (one sparse matrix-vector product). A constant column's mean is
+        its value exactly (:meth:`constant_columns`), not the rounded sum, so
+        that centring makes it exactly zero.
         """
         if self.sample_weight is None:
             w = torch.full((self.n_samples,), 1.0 / self.n_samples, dtype=self.dtype)
@@ -206,7 +211,54 @@ class TrainingData:
             mean = torch.sparse.mm(self.X.t(), w[:, None])[:, 0]
         else:
             mean = self.X.T @ w
-        return mean.to(self.dtype)
+        mean = mean.to(self.dtype)
+        constant, values = self.constant_columns()
+        if constant is not None:
+            mean[constant] = values[constant]
+        return mean
+
+    def constant_columns(self):
+        """``(mask, values)`` of the columns whose every entry is the same number, or
+        ``(None, None)`` where none is.
+
+        With an intercept such a column is the intercept's direction over again:
+        centred, it is zero and its coefficient changes nothing but the penalty.
+        In floating point its centred curvature and gradient are rounding noise
+        (``3 * sum(r) - mean * sum(r)``), which a metric scaled to each
+        coordinate's own curvature turns into steps of 1e23 (an unpenalised fit
+        then stopped 0.6 above the optimum); :class:`~sktorch_lr._solver.Problem`
+        keeps those coefficients to the penalty alone. Dense ``X`` is compared
+        with its first row a block at a time, and only the columns still equal
+        go on, so data whose columns all vary in the first block cost that block.
+        Computed once.
+        """
+        if hasattr(self, "_constant"):
+            return self._constant
+        X, n, d = self.X, self.n_samples, self.n_features
+        if X.layout == torch.sparse_coo:
+            X = X if X.is_coalesced() else X.coalesce()
+            col, values = X.indices()[1], X.values()
+            # Each column's smallest and largest entry, its implicit zeros included.
+            implicit = torch.bincount(col, minlength=d) < n
+            low = torch.where(implicit, 0.0, torch.inf).to(values.dtype)
+            high = torch.where(implicit, 0.0, -torch.inf).to(values.dtype)
+            low = low.scatter_reduce(0, col, values, "amin")
+            high = high.scatter_reduce(0, col, values, "amax")
+            mask, first = low == high, low
+        else:
+            first = X[0].clone()
+            candidates = torch.arange(d, device=X.device)
+            for start in range(0, n, CONSTANT_CHECK_ROWS):
+                block = X[start : start + CONSTANT_CHECK_ROWS]
+                if len(candidates) < d:
+                    block = block[:, candidates]
+                candidates = candidates[(block == first[candidates]).all(0)]
+                if not len(candidates):
+                    break
+            mask = torch.zeros(d, dtype=torch.bool, device=X.device)
+            mask[candidates] = True
+        self._constant = (mask, first) if bool(mask.any()) else (None, None)
+        return self._constant
 
 
 def _to_float64(X, y, sample_weight):

@@ -191,6 +191,8 @@ class Problem:
         self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.mean = data.weighted_mean() if centred and fit_intercept else None
+        # Columns that centring makes zero: their coefficients see the penalty alone.
+        self.constant = None if self.mean is None else data.constant_columns()[0]
         # Whether a full evaluation keeps its logits (self.logits), for curvature_along:
         # only while ConjugateStep needs them (on 1M x 100 they are 4 MB and more).
         self.keep_logits = False
@@ -301,6 +303,7 @@ class Problem:
             # The logits at these parameters, for curvature_along.
             self.logits = logits[0] if len(logits) == 1 else torch.cat(logits)
         self.project_([p.grad for p in params])
+        self.fix_constant_columns_(params)
         if not penalty.l1:
             return loss.detach()
         with torch.no_grad():
@@ -331,6 +334,24 @@ class Problem:
             if not self.penalty.l1:
                 grads[0].sub_(grads[0].mean(0, keepdim=True))
         return grads
+
+    def fix_constant_columns_(self, params):
+        """In place: the gradient of a constant column's coefficients is the penalty's.
+
+        Centred, a constant column is zero (its mean is its value exactly: see
+        :meth:`~sktorch_lr._data.TrainingData.constant_columns`), so the data
+        term does not depend on its coefficients; autograd's ``X^T r - mean *
+        sum(r)`` leaves rounding there, which an unpenalised metric, zero along
+        that coordinate, would take as a step. They start at zero and stay
+        there (a warm start's values fall back to zero under an L2 part). The
+        measured curvature is exact already (the curvature rows are centred
+        explicitly).
+        """
+        if self.constant is None:
+            return
+        coef = params[0]
+        with torch.no_grad():
+            coef.grad[:, self.constant] = self.penalty.l2 * coef[:, self.constant]
 
     def centre_classes_(self, params):
         """In place: coefficients whose mean over the classes is zero, without an L1 part.
@@ -422,6 +443,7 @@ class Problem:
             params[1] if self.fit_intercept else None,
             self.mean,
             kind,
+            self.constant,
         )
 
     def top_eigenvalue(self, params, preconditioner):

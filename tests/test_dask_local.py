@@ -60,3 +60,19 @@ def test_dask_fit_checks_values_as_memory_does(what, match):
             sample_weight=da.from_array(sw, chunks=100),
         )
     np.testing.assert_array_equal(est.coef_, before)
+
+
+def test_dask_fit_finds_constant_columns_in_the_means_pass():
+    """An unpenalised dask fit with a constant column: its coefficient stays at zero and
+    the fit equals the in-memory one (the column's extremes come with the means)."""
+    import dask
+
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.normal(size=2000), np.full(2000, 0.1), rng.normal(size=2000) * 1e4])
+    y = (X[:, 0] + X[:, 2] / 1e4 + rng.normal(size=2000) > 0).astype(int)
+    with dask.config.set(scheduler="threads"):
+        est = TorchLogisticRegression(C=np.inf, tol=1e-10).fit(da.from_array(X, chunks=(500, 3)), y)
+    ref = TorchLogisticRegression(C=np.inf, tol=1e-10).fit(X, y)
+    assert est.coef_[0, 1] == 0 and ref.coef_[0, 1] == 0
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(est.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)

@@ -49,3 +49,42 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("container", ["dense", "float32 tensor", "sparse"])
+def test_constant_columns_and_their_exact_means(container):
+    """Constant columns are found in every container (a sparse column's implicit zeros
+    count, stored zeros too), and the mean the solver centres on is their value exactly."""
+    rng = np.random.default_rng(0)
+    n = 9000  # more than one block of CONSTANT_CHECK_ROWS
+    X = rng.normal(size=(n, 7))
+    X[:, 1] = 0.1  # constant: the rounded mean of 9,000 copies of 0.1 is not 0.1
+    X[:, 3] = 0.0
+    X[:, 4] = 3.0
+    X[-1, 4] = 3.5  # equal up to the last row: not constant
+    X[:, 5] = 0.0
+    X[n // 2, 5] = 1.0  # a single non-zero
+    X[:, 6] = 0.0
+    dtype = torch.float32 if container == "float32 tensor" else torch.float64
+    if container == "sparse":
+        Xin = sp.csr_matrix(X)
+    elif container == "dense":
+        Xin = X
+    else:
+        Xin = torch.tensor(X, dtype=dtype)
+    w = rng.uniform(0.5, 2.0, n)
+    data = TrainingData(Xin, np.zeros(n), w, binary=True, device=torch.device("cpu"), dtype=dtype)
+    mask, values = data.constant_columns()
+    assert mask.tolist() == [False, True, False, True, False, False, True]
+    mean = data.weighted_mean()
+    assert mean[1] == torch.tensor(0.1, dtype=dtype) and mean[3] == 0 and mean[6] == 0
+    assert values[1] == torch.tensor(0.1, dtype=dtype)
+    varying = TrainingData(
+        rng.normal(size=(50, 3)),
+        np.zeros(50),
+        None,
+        binary=True,
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+    )
+    assert varying.constant_columns() == (None, None)
