@@ -47,6 +47,10 @@ from ._threads import threads_for
 # AUTO_BATCH_SIZE above it.
 AUTO_FULL_BATCH_MAX = 2**24
 AUTO_BATCH_SIZE = 65_536
+# A float32 fit that went on with float64 sums warns where its model's own float32
+# objective is this far (relatively, or absolutely below 1) above what training
+# reached: the float32 target of the convergence tests (1e-4).
+FLOAT32_MODEL_GAP = 1e-4
 
 
 class TorchLogisticRegression(TorchLinearClassifier):
@@ -608,6 +612,16 @@ class TorchLogisticRegression(TorchLinearClassifier):
             verbose=self.verbose,
         )
         problem.to_model(params[0], params[1] if self.fit_intercept else None)
+        # Where float32 sums stalled and training went on in float64 (refine_precision),
+        # the model's own float32 logits may not hold what training reached.
+        float32_gap = None
+        if problem.float64_sums and not partial and result.loss_curve:
+            reached = result.loss_curve[-1]
+            model_value = problem.model_objective(
+                params[0].detach(), params[1].detach() if self.fit_intercept else None
+            )
+            if model_value - reached > FLOAT32_MODEL_GAP * max(1.0, abs(reached)):
+                float32_gap = (model_value, reached)
         if partial:
             solver_state.preconditioner = solver_state.preconditioner if auto else None
 
@@ -640,7 +654,8 @@ class TorchLogisticRegression(TorchLinearClassifier):
             vars(self).pop("gradient_history_", None)
         if callbacks is not None:
             callbacks.fit_end()
-        if not partial and not result.converged and not result.stopped and self.tol > 0:
+        short = not partial and not result.converged and not result.stopped and self.tol > 0
+        if short:
             measure = "Newton decrement" if auto else "largest gradient entry"
             if result.stalled:
                 precision = str(dtype).replace("torch.", "")
@@ -658,6 +673,17 @@ class TorchLogisticRegression(TorchLinearClassifier):
                 )
             warnings.warn(
                 f"TorchLogisticRegression stopped early: {why}",
+                ConvergenceWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+
+        if float32_gap is not None and not short:  # else the warning above said it
+            warnings.warn(
+                "TorchLogisticRegression: the fitted float32 model's objective is "
+                f"{float32_gap[0]:.6g}, above the {float32_gap[1]:.6g} that training reached "
+                "with float64 sums: its float32 logits cannot hold these coefficients "
+                "(features far from zero against their spread lose their digits in float32 "
+                "products, more so with large coefficients). Train in float64.",
                 ConvergenceWarning,
                 stacklevel=_caller_stacklevel(),
             )

@@ -242,6 +242,23 @@ class Problem:
         self.float64_sums = True
         return True
 
+    def model_objective(self, coef, intercept):
+        """``J`` of the model's ``(W, b)`` as the model computes its logits: in the
+        training dtype, from the raw rows (no centring, no float64 sums); float64.
+
+        After :meth:`refine_precision` the solver's objective is a float64 one,
+        which float32 logits of offset features may not reproduce.
+        """
+        X, y, sw = self.data.full()
+        total = 0.0
+        with torch.no_grad():
+            for rows, Xr in _row_blocks(X):
+                yr, swr = (y, sw) if Xr is X else (y[rows], None if sw is None else sw[rows])
+                z = linear_logits(Xr, coef, intercept)
+                total += float(data_term(z, yr, swr, self.data.weight_sum).double())
+            pen = penalty_term(coef.double(), self.penalty)
+        return total + (0.0 if pen is None else float(pen))
+
     def _float64_block(self, Xr, coef, raw):
         """``(X_block, coef, intercept)`` in float64 for :meth:`evaluate`, explicitly
         centred (a sparse block keeps the centring in the intercept)."""

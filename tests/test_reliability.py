@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from sklearn.datasets import load_iris
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from sktorch_lr import DivergenceError, TorchLogisticRegression
@@ -430,3 +430,22 @@ def test_unpenalised_fit_of_separated_classes_whose_logits_run_off():
     est = TorchLogisticRegression(C=np.inf).fit(X, y)
     assert est.score(X, y) == 1.0
     assert np.all(np.isfinite(est.coef_))
+
+
+def test_float32_model_that_cannot_hold_its_fit_warns():
+    """Separable rows (6 x 40, unpenalised) with columns 1e5 from zero: float32 sums
+    stalled, training went on in float64 and reached J=1e-8 in the centred
+    parametrisation, but the float32 model's own logits (x @ W of 1e5 x 1e6) kept no
+    digit: J=8,192 through its predictions, and no warning. Now it says so; in float64
+    the same fit is fine."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(6, 40))
+    X[:, :8] += 1e5
+    y = np.array([0, 1, 0, 1, 1, 0])
+    with pytest.warns(ConvergenceWarning, match="float32 logits cannot hold"):
+        TorchLogisticRegression(C=np.inf).fit(X.astype(np.float32), y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = TorchLogisticRegression(C=np.inf).fit(X, y)
+    z = est.decision_function(X)
+    assert np.mean(np.logaddexp(0, z) - y * z) < 1e-5
