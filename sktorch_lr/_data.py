@@ -148,6 +148,7 @@ class TrainingData:
             self.weight_sum = float(self.n_samples)
         else:
             self.weight_sum = float(np.sum(sample_weight, dtype=np.float64))
+        self._constant = None  # constant_columns, once computed
 
     def full(self):
         return self.X, self.y, self.sample_weight
@@ -232,7 +233,7 @@ class TrainingData:
         go on, so data whose columns all vary in the first block cost that block.
         Computed once.
         """
-        if hasattr(self, "_constant"):
+        if self._constant is not None:
             return self._constant
         X, n, d = self.X, self.n_samples, self.n_features
         if X.layout == torch.sparse_coo:
