@@ -613,7 +613,7 @@ class TorchLogisticRegression(TorchLinearClassifier):
         )
         problem.to_model(params[0], params[1] if self.fit_intercept else None)
         # Where float32 sums stalled and training went on in float64 (refine_precision),
-        # the model's own float32 logits may not hold what training reached.
+        # the model's float32 coefficients may not hold what training reached.
         float32_gap = None
         if problem.float64_sums and not partial and result.loss_curve:
             reached = result.loss_curve[-1]
@@ -681,9 +681,9 @@ class TorchLogisticRegression(TorchLinearClassifier):
             warnings.warn(
                 "TorchLogisticRegression: the fitted float32 model's objective is "
                 f"{float32_gap[0]:.6g}, above the {float32_gap[1]:.6g} that training reached "
-                "with float64 sums: its float32 logits cannot hold these coefficients "
-                "(features far from zero against their spread lose their digits in float32 "
-                "products, more so with large coefficients). Train in float64.",
+                "with float64 sums: float32 cannot hold these coefficients (large "
+                "coefficients on features far from zero cancel in the intercept past "
+                "float32's digits). Train in float64.",
                 ConvergenceWarning,
                 stacklevel=_caller_stacklevel(),
             )

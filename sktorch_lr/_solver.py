@@ -243,20 +243,26 @@ class Problem:
         return True
 
     def model_objective(self, coef, intercept):
-        """``J`` of the model's ``(W, b)`` as the model computes its logits: in the
-        training dtype, from the raw rows (no centring, no float64 sums); float64.
+        """``J`` of the model's own ``(W, b)`` (the training dtype's numbers), from the
+        raw rows without centring, in float64 arithmetic.
 
-        After :meth:`refine_precision` the solver's objective is a float64 one,
-        which float32 logits of offset features may not reproduce.
+        After :meth:`refine_precision` the solver's objective is that of its
+        centred float64 view, ``b = c - W @ mean`` taken exactly; rounded to
+        float32, large coefficients on features far from zero cancel in ``b``
+        past float32's digits, and this value shows it.
         """
         X, y, sw = self.data.full()
+        coef = coef.to(torch.float64)
+        intercept = None if intercept is None else intercept.to(torch.float64)
         total = 0.0
         with torch.no_grad():
             for rows, Xr in _row_blocks(X):
                 yr, swr = (y, sw) if Xr is X else (y[rows], None if sw is None else sw[rows])
-                z = linear_logits(Xr, coef, intercept)
-                total += float(data_term(z, yr, swr, self.data.weight_sum).double())
-            pen = penalty_term(coef.double(), self.penalty)
+                yr = yr.to(torch.float64) if yr.is_floating_point() else yr
+                swr = None if swr is None else swr.to(torch.float64)
+                z = linear_logits(Xr.to(torch.float64), coef, intercept)
+                total += float(data_term(z, yr, swr, self.data.weight_sum))
+            pen = penalty_term(coef, self.penalty)
         return total + (0.0 if pen is None else float(pen))
 
     def _float64_block(self, Xr, coef, raw):

@@ -290,3 +290,54 @@ def test_warm_start_takes_a_constant_columns_coefficient_to_the_penalty_optimum(
         - objective_value(ref.coef_, ref.intercept_, X, y)
         <= 1e-5
     )
+
+
+def _degenerate_design(seed):
+    """Unpenalised problems on the columns users feed in by mistake or by habit: constant
+    (a column of ones beside the intercept), all-zero, duplicated, scaled by up to 1e6
+    either way, or 1e5 from zero; noisy labels, 2 to 6 classes."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([80, 300, 1000]))
+    d = int(rng.choice([3, 6, 12]))
+    n_classes = int(rng.choice([2, 3, 6]))
+    Z = rng.normal(size=(n, d))
+    y = np.argmax(Z @ rng.normal(size=(d, n_classes)) * 2 + rng.gumbel(size=(n, n_classes)), 1)
+    X = Z.copy()
+    for j in range(d):
+        r = rng.random()
+        if r < 0.15:
+            X[:, j] = rng.choice([1.0, 3.0, -0.7])
+        elif r < 0.22:
+            X[:, j] = 0.0
+        elif r < 0.32 and j > 0:
+            X[:, j] = X[:, 0]
+        elif r < 0.45:
+            X[:, j] *= 10 ** rng.uniform(-6, 6)
+        elif r < 0.5:
+            X[:, j] += 1e5
+    return X, y, bool(rng.random() < 0.5), bool(rng.random() < 0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(24))
+def test_unpenalised_fits_of_degenerate_designs(seed):
+    """C=inf on constant, zero, duplicated, extreme-scale and offset columns reaches the
+    best of scikit-learn's tight fits (the optimum's value; the coefficients are not
+    unique) without a warning. Constant columns once sent these to 1e23."""
+    X, y, sparse, float32 = _degenerate_design(seed)
+    if len(np.unique(y)) < 2:
+        pytest.skip("one class drawn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refs = [
+            LogisticRegression(C=np.inf, solver=s, tol=1e-14, max_iter=20_000).fit(X, y)
+            for s in ("newton-cholesky", "lbfgs")
+        ]
+    optimum = min(objective_value(r.coef_, r.intercept_, X, y, C=np.inf) for r in refs)
+    Xf = X.astype(np.float32) if float32 else X
+    Xf = sp.csr_matrix(Xf) if sparse else Xf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = TorchLogisticRegression(C=np.inf).fit(Xf, y)
+    gap = objective_value(est.coef_, est.intercept_, X, y, C=np.inf) - optimum
+    assert gap <= (1e-4 if float32 else 1e-5)

@@ -435,14 +435,14 @@ def test_unpenalised_fit_of_separated_classes_whose_logits_run_off():
 def test_float32_model_that_cannot_hold_its_fit_warns():
     """Separable rows (6 x 40, unpenalised) with columns 1e5 from zero: float32 sums
     stalled, training went on in float64 and reached J=1e-8 in the centred
-    parametrisation, but the float32 model's own logits (x @ W of 1e5 x 1e6) kept no
-    digit: J=8,192 through its predictions, and no warning. Now it says so; in float64
-    the same fit is fine."""
+    parametrisation, but the float32 model (coefficients of 1e6, an intercept that
+    cancels W @ mean of 1e11) had J=8,192, and no warning. Now it says so; in float64 the
+    same fit is fine."""
     rng = np.random.default_rng(1)
     X = rng.normal(size=(6, 40))
     X[:, :8] += 1e5
     y = np.array([0, 1, 0, 1, 1, 0])
-    with pytest.warns(ConvergenceWarning, match="float32 logits cannot hold"):
+    with pytest.warns(ConvergenceWarning, match="float32 cannot hold these coefficients"):
         TorchLogisticRegression(C=np.inf).fit(X.astype(np.float32), y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
