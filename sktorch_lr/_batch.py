@@ -62,7 +62,7 @@ from ._curvature import (
     step_rule,
     upper_products,
 )
-from ._data import as_tensor, vector_to_tensor
+from ._data import as_tensor, constant_columns, vector_to_tensor
 from ._objective import linear_logits, penalty_strengths
 from ._solver import (
     NOISE_ULPS,
@@ -147,17 +147,25 @@ class BatchProblem:
         self.logits = None  # of the last evaluation, when it was one block of rows
         # The row products x_ij x_il of the curvature rows, which no step changes.
         self._products = {}
+        # Constant columns (with an intercept, zero once centred): as for one fit
+        # (Problem.fix_constant_columns_), their means are their values exactly and
+        # their coefficients see the penalty alone (fix_constant_columns_ below).
+        self.constant = None
         if fit_intercept:
             if X.layout == torch.sparse_coo:
                 sums = torch.sparse.mm(X.t(), weights.T).T
             else:
                 sums = weights @ X
             self.mean = sums / self.weight_sum[:, None]
+            self.constant, values = constant_columns(X)
         # The curvature rows' products are taken about the problems' common centre, so
         # that each problem's own centring (_centre_) is a shift of a fold's fluctuation,
         # not of the features' offsets: about zero, columns a thousand spreads away lose
         # their spread to cancellation (a measured curvature below zero).
         self.product_shift = None if self.mean is None else self.mean.to(torch.float64).mean(0)
+        if self.constant is not None:
+            self.mean[:, self.constant] = values[self.constant]
+            self.product_shift[self.constant] = values[self.constant].to(torch.float64)
 
     @property
     def dtype(self):
@@ -290,7 +298,16 @@ class BatchProblem:
                 total = total + part.detach()
         grads = [coef.grad, None if intercept is None else intercept.grad]
         self.project_(grads, idx)
+        self.fix_constant_columns_(grads[0], coef.detach(), idx)
         return total.detach(), grads[0], grads[1]
+
+    def fix_constant_columns_(self, coef_grad, coef, idx):
+        """In place: the gradient of constant columns' coefficients is the penalty's
+        (see :meth:`sktorch_lr._solver.Problem.fix_constant_columns_`)."""
+        if self.constant is None:
+            return
+        l2 = self.l2[idx].to(coef.dtype)[:, None, None]
+        coef_grad[:, :, self.constant] = l2 * coef[:, :, self.constant]
 
     def project_(self, grads, idx):
         """Remove rounding along the softmax's null directions (see ``Problem.project_``)."""

@@ -219,47 +219,52 @@ class TrainingData:
         return mean
 
     def constant_columns(self):
-        """``(mask, values)`` of the columns whose every entry is the same number, or
-        ``(None, None)`` where none is.
-
-        With an intercept such a column is the intercept's direction over again:
-        centred, it is zero and its coefficient changes nothing but the penalty.
-        In floating point its centred curvature and gradient are rounding noise
-        (``3 * sum(r) - mean * sum(r)``), which a metric scaled to each
-        coordinate's own curvature turns into steps of 1e23 (an unpenalised fit
-        then stopped 0.6 above the optimum); :class:`~sktorch_lr._solver.Problem`
-        keeps those coefficients to the penalty alone. Dense ``X`` is compared
-        with its first row a block at a time, and only the columns still equal
-        go on, so data whose columns all vary in the first block cost that block.
-        Computed once.
-        """
-        if self._constant is not None:
-            return self._constant
-        X, n, d = self.X, self.n_samples, self.n_features
-        if X.layout == torch.sparse_coo:
-            X = X if X.is_coalesced() else X.coalesce()
-            col, values = X.indices()[1], X.values()
-            # Each column's smallest and largest entry, its implicit zeros included.
-            implicit = torch.bincount(col, minlength=d) < n
-            low = torch.where(implicit, 0.0, torch.inf).to(values.dtype)
-            high = torch.where(implicit, 0.0, -torch.inf).to(values.dtype)
-            low = low.scatter_reduce(0, col, values, "amin")
-            high = high.scatter_reduce(0, col, values, "amax")
-            mask, first = low == high, low
-        else:
-            first = X[0].clone()
-            candidates = torch.arange(d, device=X.device)
-            for start in range(0, n, CONSTANT_CHECK_ROWS):
-                block = X[start : start + CONSTANT_CHECK_ROWS]
-                if len(candidates) < d:
-                    block = block[:, candidates]
-                candidates = candidates[(block == first[candidates]).all(0)]
-                if not len(candidates):
-                    break
-            mask = torch.zeros(d, dtype=torch.bool, device=X.device)
-            mask[candidates] = True
-        self._constant = (mask, first) if bool(mask.any()) else (None, None)
+        """``(mask, values)``: :func:`constant_columns` of ``X``, computed once."""
+        if self._constant is None:
+            self._constant = constant_columns(self.X)
         return self._constant
+
+
+def constant_columns(X):
+    """``(mask, values)`` of the columns of ``X`` (a dense or sparse COO tensor) whose
+    every entry is the same number, or ``(None, None)`` where none is.
+
+    With an intercept such a column is the intercept's direction over again:
+    centred, it is zero and its coefficient changes nothing but the penalty.
+    In floating point its centred curvature and gradient are rounding noise
+    (``3 * sum(r) - mean * sum(r)``), which a metric scaled to each
+    coordinate's own curvature turns into steps of 1e23 (an unpenalised fit
+    then stopped 0.6 above the optimum); the solvers keep those coefficients
+    to the penalty alone (:meth:`sktorch_lr._solver.Problem.fix_constant_columns_`,
+    :class:`sktorch_lr._batch.BatchProblem`). Dense ``X`` is compared with its
+    first row a block of :data:`CONSTANT_CHECK_ROWS` at a time, and only the
+    columns still equal go on, so data whose columns all vary in the first
+    block cost that block.
+    """
+    n, d = X.shape
+    if X.layout == torch.sparse_coo:
+        X = X if X.is_coalesced() else X.coalesce()
+        col, values = X.indices()[1], X.values()
+        # Each column's smallest and largest entry, its implicit zeros included.
+        implicit = torch.bincount(col, minlength=d) < n
+        low = torch.where(implicit, 0.0, torch.inf).to(values.dtype)
+        high = torch.where(implicit, 0.0, -torch.inf).to(values.dtype)
+        low = low.scatter_reduce(0, col, values, "amin")
+        high = high.scatter_reduce(0, col, values, "amax")
+        mask, first = low == high, low
+    else:
+        first = X[0].clone()
+        candidates = torch.arange(d, device=X.device)
+        for start in range(0, n, CONSTANT_CHECK_ROWS):
+            block = X[start : start + CONSTANT_CHECK_ROWS]
+            if len(candidates) < d:
+                block = block[:, candidates]
+            candidates = candidates[(block == first[candidates]).all(0)]
+            if not len(candidates):
+                break
+        mask = torch.zeros(d, dtype=torch.bool, device=X.device)
+        mask[candidates] = True
+    return (mask, first) if bool(mask.any()) else (None, None)
 
 
 def _to_float64(X, y, sample_weight):

@@ -554,3 +554,29 @@ def test_random_batches_reach_the_single_fits_optimum(seed):
             got = objective_value(coef, intercept, Xt, yt, C=C, sample_weight=st)
             best = objective_value(single.coef_, single.intercept_, Xt, yt, C=C, sample_weight=st)
             assert got - best < (1e-4 if dtype == np.float32 else 1e-5), (f, C, got - best)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_unpenalised_batch_problems_with_constant_columns(sparse):
+    """Two constant columns (-0.7) beside the intercept, 6 classes, C up to inf: the
+    batch's centred products and gradients there were rounding that its unpenalised
+    metrics took as steps (problems stopped 0.5-0.7 above their optimum, with a
+    warning). Now each problem reaches its single fit's optimum and the columns'
+    coefficients stay at zero."""
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(300, 4))
+    y = np.argmax(Z @ rng.normal(size=(4, 6)) * 2 + rng.gumbel(size=(300, 6)), 1)
+    X = np.column_stack([np.full(300, -0.7), Z[:, :2], np.full(300, -0.7), Z[:, 2:] * [2e-3, 1]])
+    Cs, cv = [1e-2, 1.0, np.inf], StratifiedKFold(3, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = TorchLogisticRegressionCV(Cs=Cs, cv=cv).fit(sp.csr_matrix(X) if sparse else X, y)
+    paths = np.asarray(est.coefs_paths_)  # (folds, l1_ratios, Cs, classes, features + 1)
+    assert np.all(paths[..., [0, 3]] == 0)
+    for f, (train, _) in enumerate(cv.split(X, y)):
+        for i, C in enumerate(Cs):
+            single = TorchLogisticRegression(C=C, tol=1e-10).fit(X[train], y[train])
+            best = objective_value(single.coef_, single.intercept_, X[train], y[train], C=C)
+            coef, intercept = paths[f, 0, i, :, :-1], paths[f, 0, i, :, -1]
+            got = objective_value(coef, intercept, X[train], y[train], C=C)
+            assert got - best <= 1e-6, (f, C)
