@@ -635,7 +635,10 @@ def damped_cholesky(H):
     1e-10 of the largest: raw features spanning six decades of scale, whose
     curvatures span twelve, then crawled for a thousand epochs.) An exact zero on
     the diagonal (an all-zero column, no penalty) counts as 1. Where rounding
-    leaves a scaled matrix indefinite, its damping grows a hundredfold.
+    leaves a scaled matrix indefinite, its damping grows a hundredfold; where
+    even a damping of 1 does not make it definite (curvatures at the rounding
+    level: unpenalised separated classes whose probabilities are 1 to within
+    1e-17, fitted at tol=1e-10), the metric is its diagonal alone, Jacobi's.
     """
     scaled, s = jacobi_scaled(H)
     scaled.diagonal(dim1=-2, dim2=-1).add_(DAMPING)
@@ -643,10 +646,12 @@ def damped_cholesky(H):
         L, info = torch.linalg.cholesky_ex(scaled)
         damping = DAMPING
         while info.any():  # rare: escalate the failed matrices' damping only
+            bad = info != 0
             damping *= 100.0
             if damping > 1.0:
-                raise ValueError("The measured Hessian is not positive semi-definite.")
-            bad = info != 0
+                eye = torch.eye(H.shape[-1], dtype=L.dtype, device=L.device)
+                L[bad] = eye * math.sqrt(1.0 + DAMPING)
+                break
             retry = scaled[bad]
             # The scaled diagonal: 1, or 0 on an all-zero column.
             diag = torch.diagonal(H[bad], dim1=-2, dim2=-1)

@@ -341,3 +341,18 @@ def test_unpenalised_fits_of_degenerate_designs(seed):
         est = TorchLogisticRegression(C=np.inf).fit(Xf, y)
     gap = objective_value(est.coef_, est.intercept_, X, y, C=np.inf) - optimum
     assert gap <= (1e-4 if float32 else 1e-5)
+
+
+def test_tight_unpenalised_fit_of_separated_classes_ends_without_an_error():
+    """A fold of a drawn degenerate design (53 rows, 12 columns, 3 separable classes) at
+    tol=1e-10: the objective reaches 1e-16, the logit curvatures 1e-17, and the measured
+    Hessian, rounding by then, was indefinite past any damping: "The measured Hessian is
+    not positive semi-definite" (a ValueError) ended the fit. Now the metric falls back
+    to its diagonal and the fit ends at float64's floor."""
+    from sklearn.model_selection import StratifiedKFold
+
+    X, y, _, _ = _degenerate_design(42)
+    train, _ = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))[1]
+    est = TorchLogisticRegression(C=np.inf, tol=1e-10, max_iter=5000).fit(X[train], y[train])
+    assert est.score(X[train], y[train]) == 1.0
+    assert objective_value(est.coef_, est.intercept_, X[train], y[train], C=np.inf) < 1e-12

@@ -191,6 +191,20 @@ def test_damped_cholesky_does_not_depend_on_the_units_of_the_coordinates(batch_s
     assert torch.isfinite(torch.cholesky_solve(g, damped_cholesky(H0))).all()
 
 
+def test_damped_cholesky_of_rounding_level_curvature_falls_back_to_the_diagonal():
+    """A matrix no damping up to its own diagonal makes definite (rounding: curvatures
+    of 1e-17 on separated classes) gets Jacobi's metric, not a ValueError; in a batch,
+    only that matrix does."""
+    from sktorch_lr._curvature import DAMPING, damped_cholesky
+
+    bad = torch.tensor([[1e-17, 3e-17], [3e-17, 2e-17]], dtype=torch.float64)
+    good = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    L = damped_cholesky(torch.stack([bad, good]))
+    jacobi = torch.diag(torch.diagonal(bad)) * (1 + DAMPING)
+    torch.testing.assert_close(L[0] @ L[0].T, jacobi, rtol=1e-12, atol=0)
+    torch.testing.assert_close(L[1] @ L[1].T, good + DAMPING * torch.diag(torch.diagonal(good)))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_unscaled_offset_features_without_an_intercept_converge_in_a_few_epochs(seed):
     """Columns 1,000 spreads from zero, scales over six decades, no intercept to centre
