@@ -178,7 +178,7 @@ class TrainingData:
         """``(X, y, sample_weight)`` of ``rows`` (None: all), dense float64, in chunks."""
         n = self.n_samples if rows is None else len(rows)
         if rows is None and n <= chunk_rows and self.X.layout != torch.sparse_coo:
-            yield _to_float64(*self.full())
+            yield to_float64(*self.full())
             return
         for start in range(0, n, chunk_rows):
             if rows is None:
@@ -188,11 +188,11 @@ class TrainingData:
             X, y, sw = self.batch(idx)
             if X.layout == torch.sparse_coo:
                 X = X.to_dense()
-            yield _to_float64(X, y, sw)
+            yield to_float64(X, y, sw)
 
     def float64_sample(self, rows):
         """Rows ``rows`` (None: all) in float64, in one piece (sparse stays sparse)."""
-        return _to_float64(*(self.full() if rows is None else self.batch(rows)))
+        return to_float64(*(self.full() if rows is None else self.batch(rows)))
 
     def weighted_mean(self):
         """``sum_i s_i x_i / S``: the column means the solver centres the features on.
@@ -267,7 +267,7 @@ def constant_columns(X):
     return (mask, first) if bool(mask.any()) else (None, None)
 
 
-def _to_float64(X, y, sample_weight):
+def to_float64(X, y, sample_weight):
     """``(X, y, sample_weight)`` in float64 (integer class indices stay integers)."""
     return (
         X.to(torch.float64),

@@ -47,6 +47,7 @@ from ._curvature import (
     measure_preconditioner,
     stale_decrement_bound,
 )
+from ._data import to_float64
 from ._objective import (
     data_term,
     linear_logits,
@@ -258,9 +259,8 @@ class Problem:
         with torch.no_grad():
             for rows, Xr in _row_blocks(X):
                 yr, swr = (y, sw) if Xr is X else (y[rows], None if sw is None else sw[rows])
-                yr = yr.to(torch.float64) if yr.is_floating_point() else yr
-                swr = None if swr is None else swr.to(torch.float64)
-                z = linear_logits(Xr.to(torch.float64), coef, intercept)
+                Xr, yr, swr = to_float64(Xr, yr, swr)
+                z = linear_logits(Xr, coef, intercept)
                 total += float(data_term(z, yr, swr, self.data.weight_sum))
             pen = penalty_term(coef, self.penalty)
         return total + (0.0 if pen is None else float(pen))
