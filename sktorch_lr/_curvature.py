@@ -585,8 +585,9 @@ class Preconditioner:
     Subclasses hold the measured curvature as a dense matrix (``"dense"``),
     per-class blocks (``"block"``) or a diagonal (``"diagonal"``), work in
     float64, and return tensors in the gradients' dtype from ``direction``.
-    The diagonal one also gives ``inverse_diagonal`` for the L1 prox (an L1
-    part always gets the diagonal, see :func:`choose_preconditioner`).
+    With an L1 part the dense one takes the proximal step in its metric
+    (``proximal_l1_``) and the diagonal one gives ``inverse_diagonal`` for
+    soft-thresholding (see :func:`choose_preconditioner`).
     """
 
     kind = ""
@@ -674,6 +675,101 @@ def cholesky_solve(rhs, factor):
         return torch.linalg.solve_triangular(factor.mT, half, upper=True)
 
 
+def restricted_decrement(H, g, free):
+    """``sqrt(g_F^T H_FF^-1 g_F)``: the Newton decrement of ``g`` on the coordinates
+    ``free`` (a bool mask) alone, in :func:`damped_cholesky`'s factor of ``H_FF``."""
+    idx = free.nonzero()[:, 0]
+    if len(idx) == 0:
+        return 0.0
+    L = damped_cholesky(H[idx][:, idx])
+    z = torch.linalg.solve_triangular(L, g[idx].to(L.dtype)[:, None], upper=False)
+    return float(z.norm())
+
+
+# metric_proximal_l1: faces visited at most (each one Cholesky factor of the free
+# coordinates' block); from the previous iterate's signs a step needs one to three.
+PROXIMAL_MAX_FACES = 200
+
+
+def metric_proximal_l1(M, v, start, t):
+    """``argmin_u 1/2 (u - v)^T M (u - v) + sum_j t_j |u_j|``: the L1 prox in metric ``M``.
+
+    The proximal step of a dense metric (with a diagonal ``M`` it is
+    soft-thresholding by ``t_j / M_jj``). An active-set method (Osborne's, the
+    homotopy of LARS): the free coordinates ``F`` keep their signs ``sigma``
+    and the rest stay at zero, so on a face the problem is the quadratic
+    ``M_FF u_F = (M v)_F - t_F sigma_F``; the iterate moves towards that
+    minimum until a coordinate reaches zero (it leaves ``F``), and where the
+    face's minimum is reached, coordinates at zero whose gradient
+    ``|(M (u - v))_j|`` exceeds ``t_j`` join ``F``, signed against it. The
+    objective falls at every face, so no face repeats. ``t_j = 0`` marks an
+    unpenalised coordinate (an intercept), always free. Starts from ``start``'s
+    signs (the previous iterate: one to three faces per step).
+
+    ``M`` (p, p) symmetric positive definite, ``v``, ``start``, ``t`` (p,), float64.
+    """
+    b = M @ v
+    u = start.clone()
+    penalised = t > 0
+    free = (u != 0) | ~penalised
+    sigma = torch.where(penalised, u.sign(), torch.zeros_like(u))
+    one_at_a_time = False
+    scale = float(torch.sqrt((b * v).abs().sum())) or 1.0
+    for _ in range(PROXIMAL_MAX_FACES):
+        idx = free.nonzero()[:, 0]
+        target = torch.zeros_like(u)
+        if len(idx):
+            Mf = M[idx][:, idx]
+            L, info = torch.linalg.cholesky_ex(Mf)
+            rhs = (b[idx] - t[idx] * sigma[idx])[:, None]
+            if info:
+                target[idx] = torch.linalg.lstsq(Mf, rhs).solution[:, 0]
+            else:
+                target[idx] = torch.cholesky_solve(rhs, L)[:, 0]
+        wrong = free & penalised & (target * sigma <= 0)
+        if wrong.any():
+            # Towards the face's minimum until the first signed coordinate reaches zero.
+            alpha = torch.where(wrong, u / (u - target).where(u != target, 1.0), 2.0)
+            alpha = alpha.clamp(0.0, 1.0)
+            a = float(alpha.min())
+            u = torch.where(free, u + a * (target - u), u)
+            leaving = wrong & (alpha <= a)
+            u[leaving] = 0.0
+            free &= ~leaving
+            sigma[leaving] = 0.0
+            one_at_a_time = one_at_a_time or a == 0.0
+            continue
+        u = torch.where(free, target, torch.zeros_like(u))
+        r = M @ (u - v)
+        excess = torch.where(free, torch.zeros_like(u), r.abs() - t)
+        excess = excess / torch.diagonal(M).sqrt()
+        joining = excess > 1e-13 * scale
+        if not joining.any():
+            break
+        if one_at_a_time:
+            worst = int(excess.argmax())
+            joining = torch.zeros_like(joining)
+            joining[worst] = True
+        free |= joining
+        sigma = torch.where(joining, -r.sign(), sigma)
+    return u
+
+
+def _copy_prox_(params, parts):
+    """Copy a metric prox's solution ``parts`` (coefficients, intercepts) into ``params``.
+
+    A softmax's shared intercept shift changes no probability and costs no
+    penalty; a metric holds it only by its damping. The intercepts' mean stays
+    where the step left it, as the projected directions keep it.
+    """
+    with torch.no_grad():
+        if len(parts) > 1 and len(parts[1]) > 1:
+            stepped = params[1].detach().to(parts[1].dtype)
+            parts[1] = parts[1] - (parts[1].mean() - stepped.mean())
+        for p, part in zip(params, parts, strict=True):
+            p.copy_(part.reshape(p.shape))
+
+
 class DensePreconditioner(Preconditioner):
     """The full Hessian (``theta = [coef.ravel(), intercept]``), Cholesky-factorised."""
 
@@ -685,11 +781,38 @@ class DensePreconditioner(Preconditioner):
         self.factor = damped_cholesky(_marquardt(H, levenberg))
         self.coef_shape = coef_shape
         self.fit_intercept = fit_intercept
+        self._metric = None  # factor @ factor.T, for proximal_l1_
 
     def damped(self, levenberg):
         P = DensePreconditioner(self.H, self.coef_shape, self.fit_intercept, levenberg)
         P.base = self.undamped()
         return P
+
+    def proximal_l1_(self, params, start, threshold):
+        """In place, the L1 prox in this metric (:func:`metric_proximal_l1`) of the
+        parameters after a step, from their values ``start`` before it; ``threshold``
+        is ``lr * l1`` (the intercepts are not penalised)."""
+        if self._metric is None:
+            self._metric = self.factor @ self.factor.mT
+        M = self._metric
+        flat = [p.detach().reshape(-1).to(M.dtype) for p in params]
+        v = torch.cat(flat)
+        t = torch.zeros_like(v)
+        t[: flat[0].numel()] = threshold
+        u = metric_proximal_l1(M, v, torch.cat([p.reshape(-1) for p in start]).to(M.dtype), t)
+        _copy_prox_(params, list(u.split([f.numel() for f in flat])))
+
+    def free_decrement(self, grads, coef):
+        """The Newton decrement of optimality gradients ``grads`` (an L1 part's
+        minimum-norm subgradient) on the coordinates that are nonzero or pushed off
+        zero, and every intercept: the smooth problem on the L1 solution's face.
+        (The whole ``H`` would add directions an L1 kink holds: a softmax's
+        shared shift, flat for the data term, where the penalty has no curvature.)"""
+        g = torch.cat([t.reshape(-1) for t in grads]).to(self.H.dtype)
+        free = ((coef != 0) | (grads[0] != 0)).reshape(-1)
+        if self.fit_intercept:
+            free = torch.cat([free, free.new_ones(self.coef_shape[0])])
+        return restricted_decrement(self.H, g, free)
 
     def direction(self, grads):
         g = torch.cat([t.reshape(-1) for t in grads]).to(self.factor.dtype)
@@ -856,24 +979,33 @@ def _sample_weight_sum(data, rows):
     return float(sw.sum()) or 1.0
 
 
-def choose_preconditioner(n_features, n_outputs, *, l1):
+def choose_preconditioner(n_features, n_outputs, *, l1, partial=False):
     """``"dense"``, ``"block"`` or ``"diagonal"`` for a problem of this shape.
 
-    - an L1 part: ``"diagonal"``, whose proximal step stays coordinate-wise
-      (soft-thresholding by ``lr * l1 / P_jj``);
     - binary, or multinomial with at most
-      :data:`MAX_DENSE_MULTINOMIAL_PARAMS` parameters: the full Hessian;
-    - more classes: per-class blocks;
+      :data:`MAX_DENSE_MULTINOMIAL_PARAMS` parameters: the full Hessian (with
+      an L1 part its proximal step is :func:`metric_proximal_l1`);
+    - an L1 part in ``partial_fit``: the diagonal. Each call measures the
+      metric on its own chunk and later calls keep it, with no rejection of a
+      step that raises the objective (the full fit's); in a chunk's metric,
+      flat along directions the chunk does not resolve, the proximal step
+      jumped along them (standardised breast cancer in chunks of 100 rows,
+      ``l1_ratio=1``: coefficients of 366 at the 34th call, divergence at the
+      66th);
+    - more classes: per-class blocks; with an L1 part the diagonal, whose
+      proximal step is soft-thresholding by ``lr * l1 / P_jj`` (a per-class
+      proximal step cost more time than its fewer epochs saved: standardised
+      digits, ``l1_ratio=1``, ``C=100``: 252 epochs in 1.3 s against 924 in 0.73 s);
     - blocks wider than :data:`MAX_BLOCK_SIZE` (wide sparse data): the diagonal.
       Sparse data of fewer features are densified a chunk of rows at a time
       for the measurement only.
     """
     block = n_features + 1
-    if l1 or block > MAX_BLOCK_SIZE:
+    if block > MAX_BLOCK_SIZE or (l1 and partial):
         return "diagonal"
     if n_outputs == 1 or n_outputs * block <= MAX_DENSE_MULTINOMIAL_PARAMS:
         return "dense"
-    return "block"
+    return "diagonal" if l1 else "block"
 
 
 # ------------------------------------------------------------ the step rules

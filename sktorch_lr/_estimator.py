@@ -59,7 +59,8 @@ class TorchLogisticRegression(TorchLinearClassifier):
     The model is the lesson's ``nn.Linear`` followed by a sigmoid (two classes)
     or a softmax (``K > 2`` classes, multinomial). Gradients come from
     autograd; updates are momentum SGD with :class:`torch.optim.SGD`'s
-    semantics; an L1 part of the penalty is applied by soft-thresholding. The
+    semantics; an L1 part of the penalty is applied by its proximal step, in the
+    step's metric (soft-thresholding for a diagonal one). The
     objective is the one :class:`~sklearn.linear_model.LogisticRegression`
     minimises, so a converged fit gives the same coefficients.
 
@@ -526,7 +527,7 @@ class TorchLogisticRegression(TorchLinearClassifier):
         # Dask input (X is None: the problem holds it) is fitted full batch, exactly.
         batch_size = None if partial or X is None else self._resolved_batch_size(n_samples)
         stochastic = partial or batch_size is not None
-        kind = choose_preconditioner(n_features, n_outputs, l1=penalty.l1 > 0)
+        kind = choose_preconditioner(n_features, n_outputs, l1=penalty.l1 > 0, partial=partial)
         nnz_per_row = X.nnz / max(n_samples, 1) if sp.issparse(X) else n_features
         ratio = measure_cost_ratio(
             kind, n_samples, nnz_per_row, n_features, n_outputs, min(n_samples, CURVATURE_MAX_ROWS)

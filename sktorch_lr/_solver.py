@@ -148,17 +148,34 @@ def zero_grad_(params):
 
 
 def step_(params, state, penalty, direction=None):
-    """The SGD step on ``direction`` (default: the gradients), then the L1 prox."""
+    """The SGD step on ``direction`` (default: the gradients), then the L1 prox.
+
+    The prox is in the preconditioner's metric: soft-thresholding by
+    ``lr * l1 / P_jj`` for a diagonal one, a small quadratic program for a
+    dense one (:meth:`~sktorch_lr._curvature.DensePreconditioner.proximal_l1_`,
+    which moves the intercepts too); either way the momentum buffers are reset
+    to the step actually taken (iPiano).
+    """
     coef = params[0]
     if direction is not None:
         for p, d in zip(params, direction, strict=True):
             p.grad = d
-    before = coef.detach().clone() if penalty.l1 else None
+    P = state.preconditioner
+    dense = penalty.l1 and P is not None and P.kind == "dense"
+    before = [p.detach().clone() for p in params] if dense else None
+    if penalty.l1 and not dense:
+        before = coef.detach().clone()
     momentum_step_(params, state)
-    if penalty.l1:
+    if dense:
+        P.proximal_l1_(params, before, state.lr * penalty.l1)
+        if state.buffers:
+            with torch.no_grad():
+                for buffer, p, b in zip(state.buffers, params, before, strict=True):
+                    buffer.copy_((b - p) / state.lr)
+    elif penalty.l1:
         threshold = penalty.l1
-        if state.preconditioner is not None:
-            threshold = penalty.l1 * state.preconditioner.inverse_diagonal().to(coef.dtype)
+        if P is not None:
+            threshold = penalty.l1 * P.inverse_diagonal().to(coef.dtype)
         proximal_l1_(coef, state, threshold, before)
 
 
@@ -1064,6 +1081,7 @@ def solve(
         problem.rows_at_hand
         and state.adaptive
         and not state.nesterov
+        and not problem.penalty.l1  # a search along the direction ignores the prox
         and LineSearch.applies(preconditioner_kind, newton_mode, n_logits)
     ):
         line_search = LineSearch()
@@ -1079,6 +1097,10 @@ def solve(
         # shortens steps, it must not shrink the stopping measure), and with an L1
         # part it is that of the optimality gradient.
         P = state.preconditioner
+        if P is not None and problem.penalty.l1 and P.kind == "dense":
+            # On the solution's face (DensePreconditioner.free_decrement).
+            decrement = P.undamped().free_decrement(grads, params[0].detach())
+            return decrement, _gradient_measure(grads, None)[1]
         if P is not None and (P.levenberg or problem.penalty.l1):
             direction = problem.project_(P.undamped().direction(grads))
         return _gradient_measure(grads, direction)

@@ -404,3 +404,72 @@ def test_upper_products_are_the_row_products_in_triu_order(m):
     X = torch.randn(37, m, dtype=torch.float64)
     rows, cols = torch.triu_indices(m, m)
     assert torch.equal(upper_products(X), X[:, rows] * X[:, cols])
+
+
+def _ill_conditioned_metric(rng, p):
+    """SPD ``M``: eigenvalues over six decades, coordinates scaled over six more."""
+    Q, _ = np.linalg.qr(rng.normal(size=(p, p)))
+    scales = 10.0 ** rng.uniform(-3, 3, p)
+    M = (Q * np.logspace(-3, 3, p)) @ Q.T * np.outer(scales, scales)
+    return torch.as_tensor((M + M.T) / 2), torch.as_tensor(scales)
+
+
+def test_metric_proximal_l1_of_a_diagonal_metric_is_soft_thresholding():
+    from sktorch_lr._curvature import metric_proximal_l1
+
+    rng = np.random.default_rng(0)
+    D = torch.as_tensor(10.0 ** rng.uniform(-3, 3, 12))
+    v = torch.as_tensor(rng.normal(size=12)) / D.sqrt()
+    t = torch.as_tensor(rng.uniform(0, 2, 12)) * D.sqrt()
+    t[-2:] = 0.0  # unpenalised (intercepts)
+    for start in (torch.zeros(12, dtype=torch.float64), v.clone(), -v):
+        u = metric_proximal_l1(torch.diag(D), v, start, t)
+        expected = v.sign() * (v.abs() - t / D).clamp_min(0.0)
+        torch.testing.assert_close(u, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_metric_proximal_l1_meets_its_optimality_conditions(seed):
+    """``argmin 1/2 (u - v)^T M (u - v) + sum t_j |u_j|`` on ill-conditioned metrics, from
+    any start: on the nonzero coordinates ``M (u - v) = -t sign(u)``, on the zeros
+    ``|M (u - v)| <= t``, zero for the unpenalised ones; the same solution (unique:
+    M is definite) from every start."""
+    from sktorch_lr._curvature import metric_proximal_l1
+
+    rng = np.random.default_rng(seed)
+    p = int(rng.integers(5, 60))
+    M, scales = _ill_conditioned_metric(rng, p)
+    v = torch.as_tensor(rng.normal(size=p)) / scales
+    t = torch.as_tensor(rng.uniform(0, 3, p)) * scales * (rng.random() * 10)
+    t[: int(rng.integers(0, 4))] = 0.0
+    norm = float(v @ M @ v) ** 0.5
+    starts = [torch.zeros(p, dtype=torch.float64), v.clone()]
+    starts.append(torch.as_tensor(rng.normal(size=p) * (rng.random(p) < 0.5)) / scales)
+    solutions = []
+    for start in starts:
+        u = metric_proximal_l1(M, v, start, t)
+        r = M @ (u - v)
+        unit = M.diagonal().sqrt() * norm  # violations relative to the problem's scale
+        on = u != 0
+        assert torch.all((r + t * u.sign()).abs()[on] <= 1e-9 * unit[on])
+        assert torch.all((r.abs() - t)[~on] <= 1e-9 * unit[~on])
+        assert torch.all(r[t == 0].abs() <= 1e-9 * unit[t == 0])
+        solutions.append(u)
+    for u in solutions[1:]:
+        torch.testing.assert_close(u * scales, solutions[0] * scales, rtol=0, atol=1e-7)
+
+
+def test_restricted_decrement_is_the_decrement_on_the_free_coordinates():
+    from sktorch_lr._curvature import restricted_decrement
+
+    rng = np.random.default_rng(3)
+    H, _ = _ill_conditioned_metric(rng, 9)
+    g = torch.as_tensor(rng.normal(size=9))
+    everything = torch.ones(9, dtype=torch.bool)
+    full = float(g @ torch.linalg.solve(H, g)) ** 0.5
+    assert restricted_decrement(H, g, everything) == pytest.approx(full, rel=1e-6)
+    free = torch.as_tensor(rng.random(9) < 0.5)
+    sub = H[free][:, free]
+    expected = float(g[free] @ torch.linalg.solve(sub, g[free])) ** 0.5
+    assert restricted_decrement(H, g, free) == pytest.approx(expected, rel=1e-6)
+    assert restricted_decrement(H, g, torch.zeros(9, dtype=torch.bool)) == 0.0
