@@ -104,7 +104,7 @@ def anchor_time(fn, repeats, warm_up=False):
     return best
 
 
-def objective_value(coef, intercept, X, y, C):
+def objective_value(coef, intercept, X, y, C, l1_ratio=0.0):
     """The objective J (binary or multinomial) at numpy parameters, in float64."""
     classes = np.unique(y)
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float64))
@@ -117,7 +117,13 @@ def objective_value(coef, intercept, X, y, C):
     with torch.no_grad():
         return float(
             objective(
-                coef, intercept, Xt, yt, None, penalty_strengths(C, 0.0, len(y)), normalizer=len(y)
+                coef,
+                intercept,
+                Xt,
+                yt,
+                None,
+                penalty_strengths(C, l1_ratio, len(y)),
+                normalizer=len(y),
             )
         )
 
@@ -253,7 +259,7 @@ DEFAULT_ITERS = {
 }
 
 
-ANCHORS = ("sklearn lbfgs", "SGDClassifier")
+ANCHORS = ("sklearn lbfgs", "SGDClassifier", "sklearn saga")
 
 
 def time_to_target(make, X, y, C, target, max_iter=4096, repeats=1):
@@ -494,6 +500,61 @@ def bench_default_fit(name, X, y, repeats):
             }
         )
         print(f"  {method:45s} {seconds * 1e3:9.2f} ms  gap {gap: .2e}  {iters} it", flush=True)
+    return rows
+
+
+def bench_l1(repeats):
+    """L1 default fits (``l1_ratio=1``, only C set) against saga, scikit-learn's L1
+    solver for these objectives (liblinear penalises the intercept): epochs, gap, time.
+    The optimum is the best of a tight fit of ours and a tight saga."""
+    rows = []
+    X_bc, y_bc = load_breast_cancer(return_X_y=True)
+    X_wine, y_wine = load_wine(return_X_y=True)
+    cases = (
+        ("standardised breast cancer", standardised(X_bc), y_bc),
+        ("raw wine", X_wine, y_wine),
+    )
+    for name, X, y in cases:
+        for C in (0.01, 1.0, 100.0):
+            print(f"L1 (l1_ratio=1), {name}, C={C:g}")
+
+            def J(est, X=X, y=y, C=C):
+                return objective_value(est.coef_, est.intercept_, X, y, C, l1_ratio=1.0)
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tight = TorchLogisticRegression(C=C, l1_ratio=1.0, tol=1e-10, max_iter=20_000)
+                saga = LogisticRegression(
+                    C=C, l1_ratio=1.0, solver="saga", tol=1e-10, max_iter=20_000
+                )
+                opt = min(J(tight.fit(X, y)), J(saga.fit(X, y)))
+            for method, make in (
+                ("TorchLogisticRegression", lambda C=C: TorchLogisticRegression(C=C, l1_ratio=1.0)),
+                ("sklearn saga", lambda C=C: LogisticRegression(C=C, l1_ratio=1.0, solver="saga")),
+            ):
+                fit = lambda make=make, X=X, y=y: make().fit(X, y)  # noqa: E731
+                fit()  # warm-up
+                if method in ANCHORS:
+                    seconds, est, blas = anchor_time(fit, repeats)
+                else:
+                    (seconds, est), blas = median_time(fit, repeats), None
+                gap = J(est) - opt
+                iters = int(np.max(est.n_iter_))
+                rows.append(
+                    {
+                        "case": f"L1 {name} C={C:g}",
+                        "method": method,
+                        "C": C,
+                        "fit_s": seconds,
+                        "objective_gap": gap,
+                        "iterations": iters,
+                        "blas_threads": blas,
+                    }
+                )
+                print(
+                    f"  {method:45s} {seconds * 1e3:9.2f} ms  gap {gap: .2e}  {iters} it",
+                    flush=True,
+                )
     return rows
 
 
@@ -905,7 +966,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--only",
-        choices=["cv"],
+        choices=["cv", "l1"],
         help="run one group of cases (written to results-<group>.*)",
     )
     args = parser.parse_args(argv)
@@ -922,6 +983,10 @@ def main(argv=None):
     if args.only == "cv":
         rows += cv_cases(repeats)
         write(rows, Path(args.out), args.quick, name="results-cv")
+        return
+    if args.only == "l1":
+        rows += bench_l1(repeats)
+        write(rows, Path(args.out), args.quick, name="results-l1")
         return
     print("lesson data 200 x 2")
     X, y = make_lesson_data()
@@ -947,6 +1012,7 @@ def main(argv=None):
         print(f"raw {name}: default fits")
         X, y = loader(return_X_y=True)
         rows += bench_default_fit(f"raw {name}", X, y, repeats)
+    rows += bench_l1(repeats)
     print("2,000 x 20, 1,000 classes")
     rows += bench_many_classes(1 if args.quick else 3)
     rows += cv_cases(repeats)
