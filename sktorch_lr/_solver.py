@@ -162,8 +162,9 @@ def step_(params, state, penalty, direction=None):
             p.grad = d
     P = state.preconditioner
     dense = penalty.l1 and P is not None and P.kind == "dense"
-    before = [p.detach().clone() for p in params] if dense else None
-    if penalty.l1 and not dense:
+    if dense:
+        before = [p.detach().clone() for p in params]
+    elif penalty.l1:
         before = coef.detach().clone()
     momentum_step_(params, state)
     if dense:
