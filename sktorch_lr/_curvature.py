@@ -755,21 +755,6 @@ def metric_proximal_l1(M, v, start, t):
     return u
 
 
-def _copy_prox_(params, parts):
-    """Copy a metric prox's solution ``parts`` (coefficients, intercepts) into ``params``.
-
-    A softmax's shared intercept shift changes no probability and costs no
-    penalty; a metric holds it only by its damping. The intercepts' mean stays
-    where the step left it, as the projected directions keep it.
-    """
-    with torch.no_grad():
-        if len(parts) > 1 and len(parts[1]) > 1:
-            stepped = params[1].detach().to(parts[1].dtype)
-            parts[1] = parts[1] - (parts[1].mean() - stepped.mean())
-        for p, part in zip(params, parts, strict=True):
-            p.copy_(part.reshape(p.shape))
-
-
 class DensePreconditioner(Preconditioner):
     """The full Hessian (``theta = [coef.ravel(), intercept]``), Cholesky-factorised."""
 
@@ -791,7 +776,12 @@ class DensePreconditioner(Preconditioner):
     def proximal_l1_(self, params, start, threshold):
         """In place, the L1 prox in this metric (:func:`metric_proximal_l1`) of the
         parameters after a step, from their values ``start`` before it; ``threshold``
-        is ``lr * l1`` (the intercepts are not penalised)."""
+        is ``lr * l1`` (the intercepts are not penalised).
+
+        A softmax's shared intercept shift changes no probability and costs no
+        penalty; the metric holds it only by its damping. The intercepts' mean
+        stays where the step left it, as the projected directions keep it.
+        """
         if self._metric is None:
             self._metric = self.factor @ self.factor.mT
         M = self._metric
@@ -800,7 +790,12 @@ class DensePreconditioner(Preconditioner):
         t = torch.zeros_like(v)
         t[: flat[0].numel()] = threshold
         u = metric_proximal_l1(M, v, torch.cat([p.reshape(-1) for p in start]).to(M.dtype), t)
-        _copy_prox_(params, list(u.split([f.numel() for f in flat])))
+        parts = list(u.split([f.numel() for f in flat]))
+        if len(parts) > 1 and len(parts[1]) > 1:
+            parts[1] = parts[1] - (parts[1].mean() - flat[1].mean())
+        with torch.no_grad():
+            for p, part in zip(params, parts, strict=True):
+                p.copy_(part.reshape(p.shape))
 
     def free_decrement(self, grads, coef):
         """The Newton decrement of optimality gradients ``grads`` (an L1 part's
