@@ -591,6 +591,9 @@ class Preconditioner:
     """
 
     kind = ""
+    # Whether an L1 part takes its prox in this metric (proximal_l1_,
+    # free_decrement) rather than by soft-thresholding with inverse_diagonal.
+    prox_in_metric = False
     levenberg = 0.0
     base = None  # the undamped preconditioner a damped one came from
 
@@ -759,6 +762,7 @@ class DensePreconditioner(Preconditioner):
     """The full Hessian (``theta = [coef.ravel(), intercept]``), Cholesky-factorised."""
 
     kind = "dense"
+    prox_in_metric = True
 
     def __init__(self, H, coef_shape, fit_intercept, levenberg=0.0):
         self.H = H

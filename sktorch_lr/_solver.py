@@ -147,6 +147,12 @@ def zero_grad_(params):
         p.grad = None
 
 
+def prox_in_metric(penalty, P):
+    """Whether the L1 part of ``penalty`` is handled in ``P``'s own metric (the
+    prox of :meth:`step_` and the stopping decrement of ``solve`` agree on it)."""
+    return bool(penalty.l1) and P is not None and P.prox_in_metric
+
+
 def step_(params, state, penalty, direction=None):
     """The SGD step on ``direction`` (default: the gradients), then the L1 prox.
 
@@ -161,7 +167,7 @@ def step_(params, state, penalty, direction=None):
         for p, d in zip(params, direction, strict=True):
             p.grad = d
     P = state.preconditioner
-    dense = penalty.l1 and P is not None and P.kind == "dense"
+    dense = prox_in_metric(penalty, P)
     if dense:
         before = [p.detach().clone() for p in params]
     elif penalty.l1:
@@ -1098,7 +1104,7 @@ def solve(
         # shortens steps, it must not shrink the stopping measure), and with an L1
         # part it is that of the optimality gradient.
         P = state.preconditioner
-        if P is not None and problem.penalty.l1 and P.kind == "dense":
+        if prox_in_metric(problem.penalty, P):
             # On the solution's face (DensePreconditioner.free_decrement).
             decrement = P.undamped().free_decrement(grads, params[0].detach())
             return decrement, _gradient_measure(grads, None)[1]
