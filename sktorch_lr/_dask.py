@@ -21,7 +21,7 @@ import torch
 
 from ._curvature import CURVATURE_MAX_ROWS
 from ._data import TrainingData
-from ._objective import data_term, linear_logits
+from ._objective import data_term, linear_logits, penalty_term
 from ._solver import Problem
 
 
@@ -51,9 +51,12 @@ def as_dask_array(X, name):
     raise TypeError(f"{name} must be a dask array or a dask DataFrame/Series, got {type(X)}.")
 
 
-def _partition_sums(X, y, sw, classes, coef, intercept, class_weight):
-    """On a worker: ``sum_i s_i loss_i`` and its gradient for one partition, by autograd."""
+def _partition_sums(X, y, sw, classes, coef, intercept, class_weight, float64=False):
+    """On a worker: ``sum_i s_i loss_i`` and its gradient for one partition, by autograd
+    (in float64 arithmetic if ``float64``, whatever the chunk's dtype)."""
     X = torch.from_numpy(np.ascontiguousarray(X))
+    if float64:
+        X = X.to(torch.float64)
     dtype = X.dtype
     binary = len(classes) == 2
     y = np.asarray(y)
@@ -194,8 +197,9 @@ class DaskData:
             )
         return self._sample
 
-    def partition_sums(self, coef, intercept):
-        """``(sum_i s_i loss_i, gradient wrt coef, gradient wrt intercept)`` over all partitions."""
+    def partition_sums(self, coef, intercept, *, float64=False):
+        """``(sum_i s_i loss_i, gradient wrt coef, gradient wrt intercept)`` over all
+        partitions, each summed in the chunks' dtype or, if ``float64``, in float64."""
         from dask import delayed
 
         X_parts = self.X.to_delayed().ravel()
@@ -208,7 +212,9 @@ class DaskData:
         coef = coef.detach().cpu().double().numpy()
         intercept = None if intercept is None else intercept.detach().cpu().double().numpy()
         parts = [
-            delayed(_partition_sums)(Xp, yp, sp, self.classes, coef, intercept, self.class_weight)
+            delayed(_partition_sums)(
+                Xp, yp, sp, self.classes, coef, intercept, self.class_weight, float64
+            )
             for Xp, yp, sp in zip(X_parts, y_parts, sw_parts, strict=True)
         ]
         return _tree_sum(parts).compute()
@@ -237,22 +243,23 @@ class DaskProblem(Problem):
     def __init__(self, data, penalty, *, fit_intercept):
         super().__init__(data, penalty, fit_intercept=fit_intercept, centred=True)
 
-    def refine_precision(self):
-        # The workers sum their partitions in the chunks' dtype; a float32 fit that
-        # stalls above tol stops there and says so.
-        return False
+    # refine_precision is the in-memory one: after it, the workers compute their
+    # partitions in float64 and the client takes ``b = c - W @ mean`` in float64,
+    # so the gradients are rounded to the training dtype once, at the end.
 
     def evaluate(self, params, batch=None):
         if batch is not None:
             raise ValueError("Mini-batches are not drawn from dask input.")
-        coef = params[0]
-        raw = params[1] if self.fit_intercept else None
-        intercept = self.model_intercept(coef, raw)
-        value, g_coef, g_int = self.data.partition_sums(coef, intercept)
+        dtype = torch.float64 if self.float64_sums else params[0].dtype
+        coef = params[0].to(dtype)  # differentiable: the gradients flow back rounded
+        raw = params[1].to(dtype) if self.fit_intercept else None
+        intercept = None
+        if raw is not None:
+            intercept = raw if self.mean is None else raw - coef @ self.mean.to(dtype)
+        value, g_coef, g_int = self.data.partition_sums(coef, intercept, float64=self.float64_sums)
         S = self.data.weight_sum
         # Chain the reduced gradients through the centring (and add the penalty) by
         # autograd on the client: the same parametrisation as an in-memory fit.
-        dtype = coef.dtype
         outputs = [coef]
         grads = [torch.as_tensor(g_coef / S, dtype=dtype)]
         if intercept is not None:
@@ -273,6 +280,15 @@ class DaskProblem(Problem):
         if self.penalty.l1:
             total += float(self.penalty.l1 * coef.detach().abs().sum())
         return torch.tensor(total, dtype=torch.float64)
+
+    def model_objective(self, coef, intercept):
+        """``J`` of the model's own ``(W, b)``, every partition summed in float64 (the
+        in-memory :meth:`~sktorch_lr._solver.Problem.model_objective`)."""
+        coef = coef.to(torch.float64)
+        intercept = None if intercept is None else intercept.to(torch.float64)
+        value = self.data.partition_sums(coef, intercept, float64=True)[0]
+        pen = penalty_term(coef, self.penalty)
+        return value / self.data.weight_sum + (0.0 if pen is None else float(pen))
 
     def curvature_data(self):
         """At most 16,384 evenly strided rows, gathered to the client once."""

@@ -76,3 +76,33 @@ def test_dask_fit_finds_constant_columns_in_the_means_pass():
     assert est.coef_[0, 1] == 0 and ref.coef_[0, 1] == 0
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(est.intercept_, ref.intercept_, rtol=1e-6, atol=1e-9)
+
+
+def test_float32_dask_fit_goes_on_in_float64_sums_as_memory_does():
+    """A float32 fit whose float32 partition sums stall above tol (six classes, columns
+    up to 500 from zero, 60 chunks, C=1e4) goes on with float64 sums, as an in-memory
+    fit does, and reaches the optimum without a warning (it used to stop at the first
+    stall, 1e-6 above the optimum, and warn)."""
+    import warnings
+
+    import dask
+    from sklearn.exceptions import ConvergenceWarning
+
+    from .conftest import objective_value
+
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(3000, 12))
+    y = (Z @ rng.normal(size=(12, 6)) + rng.gumbel(size=(3000, 6))).argmax(1)
+    X = (Z + 5 * rng.normal(size=12)) * 10.0 ** rng.uniform(-2, 2, 12)
+    kw = dict(C=1e4, l1_ratio=0.5)
+    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = TorchLogisticRegression(**kw).fit(
+            da.from_array(X.astype(np.float32), chunks=(50, 12)), da.from_array(y, chunks=50)
+        )
+    assert est.coef_.dtype == np.float32
+    ref = TorchLogisticRegression(**kw, tol=1e-9, max_iter=5000).fit(X, y)
+    gap = objective_value(est.coef_, est.intercept_, X, y, **kw) - objective_value(
+        ref.coef_, ref.intercept_, X, y, **kw
+    )
+    assert gap < 1e-9
