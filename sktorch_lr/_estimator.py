@@ -334,6 +334,13 @@ class TorchLogisticRegression(TorchLinearClassifier):
         Xd = as_dask_array(X, "X")
         if Xd.ndim != 2:
             raise ValueError(f"Expected a 2D dask array, got {Xd.ndim} dimension(s).")
+        if not isinstance(Xd._meta, np.ndarray):
+            # dask's own reductions (the means' pass) fail on scipy.sparse chunks.
+            raise TypeError(
+                "fit on a dask array needs numpy chunks; this one's chunks are "
+                f"{type(Xd._meta).__module__}.{type(Xd._meta).__name__}. Densify them "
+                "(X.map_blocks(lambda b: b.toarray())) or fit a scipy.sparse matrix in memory."
+            )
         if Xd.dtype not in (np.float32, np.float64):
             Xd = Xd.astype(np.float64)
         yd = as_dask_array(

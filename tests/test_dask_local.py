@@ -106,3 +106,17 @@ def test_float32_dask_fit_goes_on_in_float64_sums_as_memory_does():
         ref.coef_, ref.intercept_, X, y, **kw
     )
     assert gap < 1e-9
+
+
+def test_dask_fit_refuses_sparse_chunks_clearly():
+    import scipy.sparse as sp
+
+    X = da.from_array(np.random.default_rng(0).normal(size=(100, 3)), chunks=(25, 3))
+    y = np.arange(100) % 2
+    with pytest.raises(TypeError, match="numpy chunks; this one's chunks are scipy.sparse"):
+        TorchLogisticRegression().fit(X.map_blocks(sp.csr_matrix), y)
+    # Predicting block by block takes them (each block is a scipy.sparse matrix).
+    est = TorchLogisticRegression().fit(X.compute(), y)
+    np.testing.assert_array_equal(
+        est.predict(X.map_blocks(sp.csr_matrix)).compute(), est.predict(X.compute())
+    )
