@@ -253,9 +253,7 @@ class DaskProblem(Problem):
         dtype = torch.float64 if self.float64_sums else params[0].dtype
         coef = params[0].to(dtype)  # differentiable: the gradients flow back rounded
         raw = params[1].to(dtype) if self.fit_intercept else None
-        intercept = None
-        if raw is not None:
-            intercept = raw if self.mean is None else raw - coef @ self.mean.to(dtype)
+        intercept = self.model_intercept(coef, raw)
         value, g_coef, g_int = self.data.partition_sums(coef, intercept, float64=self.float64_sums)
         S = self.data.weight_sum
         # Chain the reduced gradients through the centring (and add the penalty) by

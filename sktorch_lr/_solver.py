@@ -230,7 +230,7 @@ class Problem:
         """The model's ``b`` from the solver's parameters (differentiable)."""
         if intercept is None or self.mean is None:
             return intercept
-        return intercept - coef @ self.mean
+        return intercept - coef @ self.mean.to(coef.dtype)
 
     def to_solver(self, coef, intercept):
         """In place: the model's ``(W, b)`` become the solver's ``(W, c)``."""
