@@ -167,13 +167,13 @@ def step_(params, state, penalty, direction=None):
         for p, d in zip(params, direction, strict=True):
             p.grad = d
     P = state.preconditioner
-    dense = prox_in_metric(penalty, P)
-    if dense:
+    in_metric = prox_in_metric(penalty, P)
+    if in_metric:
         before = [p.detach().clone() for p in params]
     elif penalty.l1:
         before = coef.detach().clone()
     momentum_step_(params, state)
-    if dense:
+    if in_metric:
         P.proximal_l1_(params, before, state.lr * penalty.l1)
         if state.buffers:
             with torch.no_grad():
