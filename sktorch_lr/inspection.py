@@ -659,6 +659,9 @@ class GradientInspector:
             One row per parameter (feature names or ``x0, x1, ...``, then
             ``intercept``; for multinomial models ``"<class> vs <first class>:
             <name>"``), columns ``coef, std_err, z, p_value, ci_low, ci_high``.
+            A parameter whose standard error is 0 (with ``kind="bootstrap"``,
+            an L1 zero in every resample) has no z statistic: its ``z`` and
+            ``p_value`` are NaN, and a ``UserWarning`` names it.
         """
         import pandas as pd
 
@@ -673,6 +676,18 @@ class GradientInspector:
             names = [f"x{j}" for j in range(self._n_features)]
         classes = None if self._n_outputs == 1 else list(est.classes_)
         index = _inference.row_labels([str(n) for n in names], classes, self._fit_intercept)
+        fixed = [label for label, e in zip(index, se) if e == 0.0]
+        if fixed:
+            import warnings
+
+            warnings.warn(
+                f"{len(fixed)} parameter(s) have a standard error of 0 under kind={kind!r} "
+                f"({', '.join(map(str, fixed[:5]))}{', ...' if len(fixed) > 5 else ''}): "
+                "no resample moved them (an L1 zero stays zero), so their z and p_value "
+                "are NaN.",
+                UserWarning,
+                stacklevel=2,
+            )
         return pd.DataFrame(
             {"coef": params, "std_err": se, "z": z, "p_value": p, "ci_low": low, "ci_high": high},
             index=index,

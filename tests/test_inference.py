@@ -245,6 +245,20 @@ def test_l1_needs_the_bootstrap():
     assert (np.linalg.eigvalsh(cov) > -1e-12).all()
 
 
+def test_bootstrap_summary_names_the_parameters_it_never_moved():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6))
+    y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
+    ins = GradientInspector(TorchLogisticRegression(C=0.05, l1_ratio=1.0).fit(X, y), X, y)
+    with pytest.warns(UserWarning, match=r"standard error of 0 .*x1") as record:
+        table = ins.summary("bootstrap", n_resamples=30, random_state=0)
+    never_moved = table.index[table["std_err"] == 0]
+    assert len(never_moved) > 0 and "x0" not in never_moved
+    assert table.loc[never_moved, ["z", "p_value"]].isna().all().all()
+    assert table.drop(never_moved)[["z", "p_value"]].notna().all().all()
+    assert str(len(never_moved)) in str(record[0].message)
+
+
 def test_bootstrap_agrees_with_the_sandwich_for_l2():
     X, y, _ = _binary(n=600)
     ins = GradientInspector(TorchLogisticRegression(C=1.0).fit(X, y), X, y)
