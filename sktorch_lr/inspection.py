@@ -585,7 +585,8 @@ class GradientInspector:
         - ``"nonrobust"``: ``H^-1`` (for ``C=inf``, statsmodels'
           ``Logit(...).fit().cov_params()``);
         - ``"HC0"``: ``H^-1 (sum_i s_i^2 g_i g_i^T) H^-1``; ``"HC1"`` times
-          ``n / (n - p)``; ``"HC2"`` and ``"HC3"`` divide each term by
+          ``n / (n - p)`` (``n`` every row given, weight 0 included, as
+          R's ``vcovHC`` counts them); ``"HC2"`` and ``"HC3"`` divide each term by
           ``1 - h_i`` and ``(1 - h_i)^2``, ``h_i`` the leverage (as R's
           ``sandwich::vcovHC``);
         - ``"sandwich"``: the same as ``"HC0"`` with the penalised ``H``: the

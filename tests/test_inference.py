@@ -131,6 +131,28 @@ def test_sample_weights_are_statsmodels_var_weights():
     np.testing.assert_allclose(ours.dfbeta, ref.d_params, rtol=RTOL, atol=1e-12)
 
 
+@pytest.mark.parametrize("C", [np.inf, 1.0])
+def test_rows_of_weight_zero_change_only_hc1s_count(C):
+    """Weight-0 rows drop out of every measure; HC1's n counts them, as R's vcovHC."""
+    X, y, _ = _binary(n=300, seed=3)
+    w = np.random.default_rng(3).exponential(size=300)
+    w[::4] = 0.0
+    keep = w > 0
+    est = TorchLogisticRegression(C=C, tol=1e-10).fit(X, y, sample_weight=w)
+    every = GradientInspector(est, X, y, sample_weight=w)
+    kept = GradientInspector(est, X[keep], y[keep], sample_weight=w[keep])
+    for kind in ("nonrobust", "HC0", "HC2", "HC3", "sandwich", "laplace"):
+        np.testing.assert_allclose(every.covariance(kind), kept.covariance(kind), rtol=1e-10)
+    p, n_all, n_kept = X.shape[1] + 1, len(y), keep.sum()
+    ratio = (n_all / (n_all - p)) / (n_kept / (n_kept - p))
+    np.testing.assert_allclose(
+        every.covariance("HC1"), ratio * kept.covariance("HC1"), rtol=1e-10
+    )
+    influence = every.influence()
+    assert (influence.leverage[~keep] == 0).all() and (influence.dfbeta[~keep] == 0).all()
+    np.testing.assert_allclose(influence.leverage[keep], kept.influence().leverage, rtol=1e-10)
+
+
 def test_multinomial_matches_mnlogit_with_the_first_class_as_reference():
     X, _, logits = _binary()
     rng = np.random.default_rng(1)
