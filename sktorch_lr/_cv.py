@@ -233,8 +233,9 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
         batched = [j for j, r in enumerate(l1_ratios) if not r]
         if batch_kind(n_features, n_outputs) is None:
             batched = []  # wide models: one fit at a time (see _fit_one_by_one)
+        stopped = False  # a callback asked the batch to stop
         if batched:
-            self._fit_batch(
+            stopped = self._fit_batch(
                 X,
                 y_enc,
                 fold_weights,
@@ -251,11 +252,11 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
                 self._fit_one_by_one(
                     X, y, fold_weights, Cs, j, l1_ratios[j], paths, n_iter, converged
                 )
-        if not converged.all():
+        if not converged.all() and not stopped:
             warnings.warn(
                 f"TorchLogisticRegressionCV: {int((~converged).sum())} of {converged.size} "
                 f"cross-validation problems stopped before their Newton decrement reached "
-                f"tol={self.tol:g}. Increase max_iter.",
+                f"tol={self.tol:g}: {_why_short(converged, n_iter, self.max_iter)}.",
                 ConvergenceWarning,
                 stacklevel=_caller_stacklevel(),
             )
@@ -289,15 +290,20 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
     def _fit_batch(
         self, X, y_enc, fold_weights, Cs, l1_columns, n_outputs, paths, n_iter, converged, hook_data
     ):
-        """Train the L2 problems (folds x Cs) as one batch; fill their slots in place."""
+        """Train the L2 problems (folds x Cs) as one batch; fill their slots in place.
+
+        Returns whether a callback stopped the batch."""
         n_folds, n_cs = len(fold_weights), len(Cs)
         callbacks = fit_callbacks(self, *hook_data, self.max_iter, None)
         on_epoch = None
+        stopped = []
         if callbacks is not None:
 
             def on_epoch(epoch):
                 stop = callbacks.epoch_end(None)
-                if epoch < self.max_iter and not stop:
+                if stop:
+                    stopped.append(epoch)
+                elif epoch < self.max_iter:
                     callbacks.epoch_begin(None)
                 return stop
 
@@ -327,6 +333,7 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
             paths[:, j] = coef if intercept is None else np.concatenate([coef, intercept], -1)
             n_iter[:, j] = result.n_iter.cpu().numpy().reshape(n_folds, n_cs)
             converged[:, j] = result.converged.cpu().numpy().reshape(n_folds, n_cs)
+        return bool(stopped)
 
     def _fit_one_by_one(self, X, y, fold_weights, Cs, j, l1_ratio, paths, n_iter, converged):
         """Problems the batch does not take (an L1 part, or a model too wide for a
@@ -579,6 +586,28 @@ def _grid_of_l1_ratios(l1_ratios):
     if values.size == 0 or np.isnan(values).any() or (values < 0).any() or (values > 1).any():
         raise ValueError(f"l1_ratios must be numbers in [0, 1]; got {l1_ratios!r}.")
     return list(values)
+
+
+def _why_short(converged, n_iter, max_iter):
+    """Why the problems short of tol stopped: out of epochs, or stalled.
+
+    Without a callback, a problem (batched or fitted alone) stops short of
+    ``tol`` either after ``max_iter`` epochs or because no step lowers its
+    objective in floating point any more (the solvers' stall stop): a tol
+    below what the data's rounding resolves, which more epochs cannot cure.
+    """
+    short = ~converged
+    ran_out = int((short & (n_iter >= max_iter)).sum())
+    stalled = int(short.sum()) - ran_out
+    reasons = []
+    if ran_out:
+        reasons.append(f"{ran_out} ran max_iter={max_iter} epochs (increase max_iter)")
+    if stalled:
+        reasons.append(
+            f"{stalled} stalled where no step lowers the objective in floating point any "
+            "more (use a larger tol)"
+        )
+    return ", ".join(reasons)
 
 
 def _fold_weights(weights, n_samples, folds):

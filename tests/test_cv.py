@@ -393,8 +393,57 @@ def test_problems_that_stop_early_warn_once(breast_cancer):
     messages = [str(w.message) for w in record]
     assert len(messages) == 2
     assert "of 50 cross-validation problems" in messages[0]
+    assert "ran max_iter=2 epochs (increase max_iter)" in messages[0]
+    assert "stalled" not in messages[0]
     assert "the refit with C=" in messages[1]
     assert all(w.filename == __file__ for w in record)
+
+
+def test_problems_that_stall_are_told_to_use_a_larger_tol_not_more_epochs():
+    # Features a thousand spreads from zero: at tol=1e-10 the objective's rounding
+    # stops some problems (no step lowers it any more) long before max_iter.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 6)) * [0.15, 0.3, 4, 1.5, 0.2, 10] + [150, 170, 650, 150, 25, 330]
+    Z = (X - X.mean(0)) / X.std(0) @ rng.normal(size=(6, 3))
+    y = (Z + rng.gumbel(size=Z.shape)).argmax(1)
+    with pytest.warns(ConvergenceWarning, match="cross-validation problems") as record:
+        ours = TorchLogisticRegressionCV(tol=1e-10, cv=3).fit(X, y)
+    message = str(record[0].message)
+    assert "stalled where no step lowers the objective" in message
+    assert "use a larger tol" in message and "increase max_iter" not in message
+    assert ours.n_iter_.max() < ours.max_iter
+
+
+def test_why_short_counts_each_reason():
+    from sktorch_lr._cv import _why_short
+
+    converged = np.array([[True, False, False], [False, True, True]])
+    n_iter = np.array([[5, 7, 10], [10, 3, 4]])
+    assert _why_short(converged, n_iter, 10) == (
+        "2 ran max_iter=10 epochs (increase max_iter), 1 stalled where no step lowers the "
+        "objective in floating point any more (use a larger tol)"
+    )
+    assert _why_short(converged, n_iter, 100).startswith("3 stalled")
+
+
+def test_a_callback_that_stops_the_batch_is_not_a_convergence_failure(breast_cancer, recwarn):
+    X, y = breast_cancer
+
+    class StopAfterTwo:
+        def setup(self, estimator, context):
+            pass
+
+        def on_fit_task_begin(self, estimator, context):
+            pass
+
+        def on_fit_task_end(self, estimator, context, **kwargs):
+            return context.task_name == "epoch" and context.task_id + 1 >= 2
+
+        def teardown(self, estimator, context):
+            pass
+
+    TorchLogisticRegressionCV(Cs=3).set_callbacks(StopAfterTwo()).fit(X, y)
+    assert not any("cross-validation problems" in str(w.message) for w in recwarn)
 
 
 def test_bad_grids_and_folds_get_clear_errors(breast_cancer):
