@@ -252,7 +252,9 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
                 self._fit_one_by_one(
                     X, y, fold_weights, Cs, j, l1_ratios[j], paths, n_iter, converged
                 )
-        if not converged.all() and not stopped:
+        if stopped:  # the batch's problems stopped where a callback asked
+            converged[:, batched] = True
+        if not converged.all():
             warnings.warn(
                 f"TorchLogisticRegressionCV: {int((~converged).sum())} of {converged.size} "
                 f"cross-validation problems stopped before their Newton decrement reached "
