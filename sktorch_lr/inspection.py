@@ -677,7 +677,7 @@ class GradientInspector:
             names = [f"x{j}" for j in range(self._n_features)]
         classes = None if self._n_outputs == 1 else list(est.classes_)
         index = _inference.row_labels([str(n) for n in names], classes, self._fit_intercept)
-        fixed = [label for label, e in zip(index, se) if e == 0.0]
+        fixed = [label for label, e in zip(index, se, strict=True) if e == 0.0]
         if fixed:
             import warnings
 

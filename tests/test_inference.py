@@ -145,9 +145,7 @@ def test_rows_of_weight_zero_change_only_hc1s_count(C):
         np.testing.assert_allclose(every.covariance(kind), kept.covariance(kind), rtol=1e-10)
     p, n_all, n_kept = X.shape[1] + 1, len(y), keep.sum()
     ratio = (n_all / (n_all - p)) / (n_kept / (n_kept - p))
-    np.testing.assert_allclose(
-        every.covariance("HC1"), ratio * kept.covariance("HC1"), rtol=1e-10
-    )
+    np.testing.assert_allclose(every.covariance("HC1"), ratio * kept.covariance("HC1"), rtol=1e-10)
     influence = every.influence()
     assert (influence.leverage[~keep] == 0).all() and (influence.dfbeta[~keep] == 0).all()
     np.testing.assert_allclose(influence.leverage[keep], kept.influence().leverage, rtol=1e-10)
