@@ -57,13 +57,33 @@ POLISH_MAX_START = 100.0
 POLISH_SEPARATED_FALL = 100.0
 
 
+def _check_inspectable(estimator):
+    from ._base import TorchLinearClassifier
+
+    if isinstance(estimator, TorchLinearClassifier):
+        return
+    if hasattr(estimator, "steps"):
+        hint = (
+            "For a pipeline, inspect its last step on the transformed data: "
+            "GradientInspector(pipe[-1], pipe[:-1].transform(X), y)."
+        )
+    else:
+        hint = "Fit a TorchLogisticRegression (the same objective as scikit-learn's) to inspect it."
+    raise TypeError(
+        "GradientInspector inspects a TorchLogisticRegression or TorchLogisticRegressionCV, "
+        f"got {type(estimator).__name__}. {hint}"
+    )
+
+
 class GradientInspector:
     """Gradients, per-sample gradients, Hessian and step sizes of a fitted model.
 
     Parameters
     ----------
-    estimator : TorchLogisticRegression
-        A fitted estimator. It is read, never changed.
+    estimator : TorchLogisticRegression or TorchLogisticRegressionCV
+        A fitted estimator. It is read, never changed. (For a pipeline, inspect
+        its last step on the transformed data: ``GradientInspector(pipe[-1],
+        pipe[:-1].transform(X), y)``.)
     X : {array-like, sparse matrix, Tensor} of shape (n_samples, n_features)
         Data on which the objective is evaluated (sparse input is densified).
     y : array-like of shape (n_samples,)
@@ -105,6 +125,7 @@ class GradientInspector:
     """
 
     def __init__(self, estimator, X, y, sample_weight=None, *, coef=None, intercept=None):
+        _check_inspectable(estimator)
         check_is_fitted(estimator)
         self.estimator = estimator
         # Inference on the estimator's own parameters polishes them (see _polish).

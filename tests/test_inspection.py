@@ -153,3 +153,18 @@ def test_inspector_validates_parameters(lesson_data):
         GradientInspector(est, X, y, coef=np.zeros(3))
     with pytest.raises(ValueError, match="features"):
         GradientInspector(est, X[:, :1], y)
+
+
+def test_inspector_says_what_it_inspects(lesson_data):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = lesson_data
+    with pytest.raises(TypeError, match="got LogisticRegression. Fit a TorchLogisticRegression"):
+        GradientInspector(LogisticRegression().fit(X, y), X, y)
+    pipe = make_pipeline(StandardScaler(), TorchLogisticRegression()).fit(X, y)
+    with pytest.raises(TypeError, match=r"pipe\[:-1\].transform\(X\)"):
+        GradientInspector(pipe, X, y)
+    inspector = GradientInspector(pipe[-1], pipe[:-1].transform(X), y)
+    assert inspector.gradient()["max_abs_error"] < 1e-10
