@@ -120,6 +120,9 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
         The fitted model, as for :class:`TorchLogisticRegression`.
     refit_n_iter_ : int
         Epochs of the refit (0 with ``refit=False``).
+    loss_curve_ : list of float
+        The refit's objective after each epoch, as
+        :class:`TorchLogisticRegression`'s (empty with ``refit=False``).
 
     Examples
     --------
@@ -458,6 +461,7 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
                     stacklevel=_caller_stacklevel(),
                 )
             self.refit_n_iter_ = int(model.n_iter_)
+            self.loss_curve_ = list(model.loss_curve_)
         else:
             best = np.argmax(scores.reshape(n_folds, -1), axis=1)
             js, cs = np.unravel_index(best, (n_l1, n_cs))
@@ -466,6 +470,7 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
             l1_ratio = float(np.mean([l1_ratios[j] or 0.0 for j in js]))
             model = self._model_at(classes, packed, C, l1_ratio)
             self.refit_n_iter_ = 0
+            self.loss_curve_ = []
         self.C_ = C
         self.l1_ratio_ = l1_ratio
         self.classes_ = classes

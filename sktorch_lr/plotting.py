@@ -163,7 +163,8 @@ def plot_loss_curve(estimator, ax=None, *, label=None, title=None, log=True):
 
     Parameters
     ----------
-    estimator : fitted TorchLogisticRegression
+    estimator : fitted TorchLogisticRegression or TorchLogisticRegressionCV
+        (the latter's refit).
     ax : matplotlib Axes, default=None
     label : str, default=None
         Legend entry; defaults to the epochs and final objective.
@@ -175,9 +176,19 @@ def plot_loss_curve(estimator, ax=None, *, label=None, title=None, log=True):
     -------
     line : matplotlib Line2D
     """
-    ax = _axes(ax)
     check_is_fitted(estimator)
+    if not hasattr(estimator, "loss_curve_"):
+        raise TypeError(
+            f"plot_loss_curve draws loss_curve_, which {type(estimator).__name__} does not "
+            "record: fit a TorchLogisticRegression (or TorchLogisticRegressionCV)."
+        )
     curve = np.asarray(estimator.loss_curve_)
+    if len(curve) == 0:
+        raise ValueError(
+            "loss_curve_ is empty: no epochs to draw (TorchLogisticRegressionCV with "
+            "refit=False trains no final model)."
+        )
+    ax = _axes(ax)
     epochs = np.arange(1, len(curve) + 1)
     label = label or f"{len(curve)} epochs, final {curve[-1]:.4g}"
     (line,) = ax.plot(epochs, curve, label=label)

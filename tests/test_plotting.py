@@ -50,6 +50,21 @@ def test_loss_curve_and_gradient_history(fitted):
         plotting.plot_gradient_history(TorchLogisticRegression().fit([[0.0], [1.0]], [0, 1]))
 
 
+def test_loss_curve_of_the_cv_refit_and_clear_errors_without_one(lesson_data):
+    from sklearn.linear_model import LogisticRegression
+
+    from sktorch_lr import TorchLogisticRegressionCV
+
+    X, y = lesson_data
+    cv = TorchLogisticRegressionCV(Cs=3).fit(X, y)
+    assert len(cv.loss_curve_) == cv.refit_n_iter_ > 0
+    np.testing.assert_array_equal(plotting.plot_loss_curve(cv).get_ydata(), cv.loss_curve_)
+    with pytest.raises(ValueError, match="refit=False"):
+        plotting.plot_loss_curve(TorchLogisticRegressionCV(Cs=3, refit=False).fit(X, y))
+    with pytest.raises(TypeError, match="LogisticRegression does not record"):
+        plotting.plot_loss_curve(LogisticRegression().fit(X, y))
+
+
 def test_snapshots_animation_and_gif(fitted, tmp_path):
     est, X, y = fitted
     fig = plotting.plot_training_snapshots(est, X, y, every=5)
