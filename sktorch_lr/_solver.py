@@ -1118,7 +1118,9 @@ def solve(
         nonlocal measured_at, moved
         state.preconditioner = problem.measure(params, preconditioner_kind)
         if retune is not None:
-            retune(state)
+            # Between mini-batches (a convergence check confirmed in a fresh metric),
+            # the stochastic rule: the full-batch one takes Newton steps on a batch.
+            retune(state, stochastic=not full_batch)
         measured_at = _copies(params)
         moved = False
         schedule.measured()

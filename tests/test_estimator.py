@@ -271,6 +271,30 @@ def test_minibatch_reaches_the_optimum(breast_cancer):
     assert gap < 1e-3
 
 
+def test_a_metric_measured_between_minibatches_keeps_the_minibatch_step_rule():
+    """check_estimator's heavily class-weighted blobs in batches of 16: the decrement fell
+    below tol mid-way, the fresh metric was adopted with the full-batch rule (lr=1,
+    momentum 0) while mini-batches went on, and Newton steps on 16 rows drove the
+    intercepts to saturation (a decrement of 9e82 and a false warning at the end)."""
+    from sklearn.datasets import make_blobs
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_blobs(centers=3, random_state=0, cluster_std=20)
+    X, _, y, _ = train_test_split(X, y, test_size=0.5, random_state=0)
+    class_weight = {0: 1000, 1: 0.0001, 2: 0.0001}
+    weights = np.array([class_weight[c] for c in y])
+    full = TorchLogisticRegression(class_weight=class_weight).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        mini = TorchLogisticRegression(class_weight=class_weight, batch_size=16, random_state=0)
+        mini.fit(X, y)
+    J_full, J_mini = (
+        objective_value(m.coef_, m.intercept_, X, y, sample_weight=weights) for m in (full, mini)
+    )
+    assert abs(J_mini - J_full) < 1e-3 * J_full
+    np.testing.assert_allclose(mini.intercept_, full.intercept_, atol=0.1)
+
+
 def test_same_random_state_gives_bit_identical_coef(breast_cancer):
     X, y = breast_cancer
     a = TorchLogisticRegression(batch_size=50, random_state=7, max_iter=5).fit(X, y)
