@@ -99,8 +99,9 @@ class TorchLogisticRegression(TorchLinearClassifier):
     batch_size : int, None or "auto", default="auto"
         ``None``: full batch, one step per epoch. An int: mini-batches of that
         size, reshuffled every epoch from ``random_state`` (with ``lr="auto"``
-        the batch doubles whenever three epochs pass without a new best
-        objective, until it is the full batch). ``"auto"``: full batch up to
+        the batch doubles whenever three epochs in a row set no new best
+        objective or shrink the Newton decrement by less than a fifth, until
+        it is the full batch). ``"auto"``: full batch up to
         2**24 samples (on a CPU a full-batch epoch costs two reads of ``X`` and
         the curvature-tuned steps need few of them), mini-batches of 65,536
         above.

@@ -319,6 +319,18 @@ def test_batch_growth_after_three_stalls():
     assert not growth.grow(0.5, 0.0)
 
 
+def test_batch_growth_after_three_creeping_epochs():
+    # A new best every epoch, but the decrement shrinking by 2%: creeping.
+    growth = BatchGrowth()
+    assert not growth.grow(1.0, 0.0, progress=0.3)
+    creeping = [growth.grow(1.0 - 0.01 * k, 0.0, progress=0.98) for k in range(1, 4)]
+    assert creeping == [False, False, True]
+    # A fall by a fifth or more is progress; one epoch of it restarts the count.
+    assert [growth.grow(0.9 - 0.01 * k, 0.0, progress=0.98) for k in range(2)] == [False, False]
+    assert not growth.grow(0.5, 0.0, progress=0.8)
+    assert [growth.grow(0.5 - 0.01 * k, 0.0, progress=0.9) for k in range(1, 4)][-1]
+
+
 def _centred_problem(rng, X, n_classes, sparse):
     """A weighted, penalised problem on ``X`` in the solver's centred parametrisation,
     keeping its logits; and ``along(params, v)``: ``J(params + t v)`` as a function of ``t``."""
