@@ -301,16 +301,15 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
         n_folds, n_cs = len(fold_weights), len(Cs)
         callbacks = fit_callbacks(self, *hook_data, self.max_iter, None)
         on_epoch = None
-        stopped = []
+        stopped = False
         if callbacks is not None:
 
             def on_epoch(epoch):
-                stop = callbacks.epoch_end(None)
-                if stop:
-                    stopped.append(epoch)
-                elif epoch < self.max_iter:
+                nonlocal stopped
+                stopped = bool(callbacks.epoch_end(None))
+                if not stopped and epoch < self.max_iter:
                     callbacks.epoch_begin(None)
-                return stop
+                return stopped
 
             callbacks.epoch_begin(None)
         result = solve_weightings(
@@ -338,7 +337,7 @@ class TorchLogisticRegressionCV(TorchLinearClassifier):
             paths[:, j] = coef if intercept is None else np.concatenate([coef, intercept], -1)
             n_iter[:, j] = result.n_iter.cpu().numpy().reshape(n_folds, n_cs)
             converged[:, j] = result.converged.cpu().numpy().reshape(n_folds, n_cs)
-        return bool(stopped)
+        return stopped
 
     def _fit_one_by_one(self, X, y, fold_weights, Cs, j, l1_ratio, paths, n_iter, converged):
         """Problems the batch does not take (an L1 part, or a model too wide for a

@@ -14,6 +14,7 @@ and of the Hessian's rows.
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
+from ._base import TorchLinearClassifier
 from ._curvature import (
     NULL_EIGENVALUE,
     autograd_hessian,
@@ -58,8 +60,6 @@ POLISH_SEPARATED_FALL = 100.0
 
 
 def _check_inspectable(estimator):
-    from ._base import TorchLinearClassifier
-
     if isinstance(estimator, TorchLinearClassifier):
         return
     if hasattr(estimator, "steps"):
@@ -700,8 +700,6 @@ class GradientInspector:
         index = _inference.row_labels([str(n) for n in names], classes, self._fit_intercept)
         fixed = [label for label, e in zip(index, se, strict=True) if e == 0.0]
         if fixed:
-            import warnings
-
             warnings.warn(
                 f"{len(fixed)} parameter(s) have a standard error of 0 under kind={kind!r} "
                 f"({', '.join(map(str, fixed[:5]))}{', ...' if len(fixed) > 5 else ''}): "
@@ -802,7 +800,6 @@ class GradientInspector:
 
     def _refit(self, X, y, sample_weight, tol):
         import copy
-        import warnings
 
         from sklearn.exceptions import ConvergenceWarning
 
@@ -872,8 +869,6 @@ class GradientInspector:
         return not self._penalty.l2 and max_logit > _inference.SEPARATION_LOGIT
 
     def _warn_separation(self):
-        import warnings
-
         max_logit = self._logit_pieces()[2]
         if self._separated(max_logit):
             warnings.warn(
