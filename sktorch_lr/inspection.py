@@ -758,8 +758,7 @@ class GradientInspector:
         )
 
     def _leverage(self, H_inv, A):
-        Z = _inference.class_designs(self._Xc, self._n_outputs, self._fit_intercept)
-        return _inference.leverage(Z, A, H_inv)
+        return _inference.leverage(self._Xc, A, H_inv, self._n_outputs, self._fit_intercept)
 
     def influence(self):
         """Leverage, Cook's distance and DFBETA of every training sample.

@@ -202,6 +202,36 @@ def test_penalised_kinds_are_their_closed_forms(C):
     np.testing.assert_allclose(ins.influence().leverage, h, rtol=RTOL)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_multinomial_leverage_is_the_trace_of_each_samples_hessian_term(fit_intercept, monkeypatch):
+    # h_i = tr(H^-1 H_i), H_i = J_i^T (diag(p_i) - p_i p_i^T) J_i, formed by hand for
+    # each sample; the leverage works on blocks of H^-1 instead, a few rows at a time.
+    from sktorch_lr import _inference
+
+    monkeypatch.setattr(_inference, "CHUNK_NUMBERS", 500)  # several blocks of rows
+    X, y = load_iris(return_X_y=True)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    est = TorchLogisticRegression(C=2.0, tol=1e-10, fit_intercept=fit_intercept)
+    est.fit(X, y, sample_weight=w)
+    ins = GradientInspector(est, X, y, sample_weight=w)
+    K, d = 3, X.shape[1]
+    P = K * d + K * fit_intercept
+    p = est.predict_proba(X)
+    terms = []
+    for i in range(len(X)):
+        J = np.zeros((K, P))  # d z_i / d theta
+        for k in range(K):
+            J[k, k * d : (k + 1) * d] = X[i]
+            if fit_intercept:
+                J[k, K * d + k] = 1.0
+        terms.append(w[i] * J.T @ (np.diag(p[i]) - np.outer(p[i], p[i])) @ J)
+    H = sum(terms)
+    H[np.arange(K * d), np.arange(K * d)] += 1 / 2.0
+    H_inv = np.linalg.pinv(H, hermitian=True)  # the intercepts' shared shift is null
+    expected = [np.trace(H_inv @ term) for term in terms]
+    np.testing.assert_allclose(ins.influence().leverage, expected, rtol=1e-8)
+
+
 def test_sandwich_is_the_covariance_of_ridge_estimates():
     """Over data sets drawn from one model, the sandwich's average is the spread of the fits."""
     rng = np.random.default_rng(0)
