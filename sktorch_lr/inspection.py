@@ -830,6 +830,13 @@ class GradientInspector:
         Each refit gives sample ``i`` zero weight (the other weights as fitted)
         and starts from the fitted parameters, so it takes a few epochs.
 
+        Parameters
+        ----------
+        indices : int or array-like of int
+            Rows of the inspected ``X`` (negative ones count from the end).
+        tol : float, default=1e-10
+            The refits' ``tol``.
+
         Returns
         -------
         params : ndarray of shape (len(indices), n_params)
@@ -838,13 +845,19 @@ class GradientInspector:
         """
         X, y, sample_weight = self._inputs
         n = len(self._X)
+        rows = np.atleast_1d(np.asarray(indices))
+        if rows.ndim != 1 or not (rows.size == 0 or np.issubdtype(rows.dtype, np.integer)):
+            raise TypeError(f"indices must be integers (rows of X), got {indices!r}.")
+        if rows.size and not (-n <= rows.min() and rows.max() < n):
+            raise IndexError(f"indices must be rows of X, in [-{n}, {n}), got {indices!r}.")
         base = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
         out = []
-        for i in np.atleast_1d(indices):
+        for i in rows:
             w = base.copy()
-            w[int(i)] = 0.0
+            w[i] = 0.0
             out.append(self._refit(X, y, w, tol))
-        return np.asarray(out)
+        A = self._report_map()
+        return np.asarray(out).reshape(len(rows), self.n_params if A is None else A.shape[0])
 
     def _refit(self, X, y, sample_weight, tol):
         import copy

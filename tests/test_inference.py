@@ -282,6 +282,16 @@ def test_dfbeta_estimates_the_exact_leave_one_out_change(binary):
     np.testing.assert_allclose(ins.influence().dfbeta[idx], exact, rtol=0.05, atol=1e-4)
 
 
+def test_loo_refit_checks_its_indices(binary):
+    X, _, ins, _ = binary
+    with pytest.raises(IndexError, match="rows of X"):
+        ins.loo_refit([len(X)])
+    with pytest.raises(TypeError, match="integers"):
+        ins.loo_refit([1.5])  # once refitted without row 1, silently
+    assert ins.loo_refit([]).shape == (0, X.shape[1] + 1)
+    np.testing.assert_array_equal(ins.loo_refit(-1), ins.loo_refit([len(X) - 1]))
+
+
 def test_l1_needs_the_bootstrap():
     X, y, _ = _binary()
     est = TorchLogisticRegression(C=0.05, l1_ratio=1.0).fit(X, y)
