@@ -14,6 +14,7 @@ and of the Hessian's rows.
 """
 
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -393,8 +394,12 @@ class GradientInspector:
             to the logit more than 1% wrong -- or lose it -- while the
             logits form training uses keeps it; ``max_abs_logit``.
         """
+        if isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral):
+            raise TypeError(f"max_rows must be an integer, got {max_rows!r}.")
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows!r}.")
         n = len(self._X)
-        rows = torch.linspace(0, n - 1, min(n, max_rows)).round().long().unique()
+        rows = torch.linspace(0, n - 1, min(n, int(max_rows))).round().long().unique()
         X, y = self._X[rows], self._y[rows]
         sw = None if self._sw is None else self._sw[rows]
         normalizer = float(len(rows)) if sw is None else float(sw.sum())

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import make_classification
+from sklearn.datasets import load_iris, make_classification
 
 from sktorch_lr import TorchLogisticRegression
 from sktorch_lr.inspection import GradientInspector
@@ -168,3 +168,11 @@ def test_inspector_says_what_it_inspects(lesson_data):
         GradientInspector(pipe, X, y)
     inspector = GradientInspector(pipe[-1], pipe[:-1].transform(X), y)
     assert inspector.gradient()["max_abs_error"] < 1e-10
+
+
+@pytest.mark.parametrize("max_rows, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError)])
+def test_check_refuses_a_bad_max_rows(max_rows, error):
+    X, y = load_iris(return_X_y=True)
+    inspector = GradientInspector(TorchLogisticRegression().fit(X, y), X, y)
+    with pytest.raises(error, match="max_rows"):
+        inspector.check(max_rows=max_rows)
