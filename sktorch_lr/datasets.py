@@ -1,5 +1,7 @@
 """The lesson's data set: two 2-D Gaussian classes."""
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -31,6 +33,10 @@ def make_lesson_data(n_per_class=100, *, mean=1.7, bias=1.0, random_state=10):
     >>> X.shape, y.mean()
     ((200, 2), np.float32(0.5))
     """
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, numbers.Integral):
+        raise TypeError(f"n_per_class must be an integer, got {n_per_class!r}.")
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be at least 1, got {n_per_class!r}.")
     gen = torch.Generator().manual_seed(int(random_state))
     ones = torch.ones(n_per_class, 2)
     x0 = torch.normal(mean * ones, 1, generator=gen) + bias

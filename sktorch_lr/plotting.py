@@ -6,6 +6,8 @@ raise an ImportError that names the extra to install
 objects and draws into the axes it is given, or into a new figure.
 """
 
+import numbers
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -331,8 +333,10 @@ def plot_training_snapshots(estimator, X, y, *, every=20, ncols=4, max_frames=12
     return fig
 
 
-def _animation(estimator, X, y, every, title):
+def _animation(estimator, X, y, every, title, fps):
     """A figure with the first frame drawn, and ``draw(i)`` that moves it to frame ``i``."""
+    if not (isinstance(fps, numbers.Real) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}.")
     plt = _pyplot()
     X = _two_features(X, "A training animation")
     h, epochs, every = _snapshot_epochs(estimator, every)
@@ -371,7 +375,7 @@ def animate_training(estimator, X, y, *, every=20, fps=6, title=None):
     """
     from matplotlib.animation import FuncAnimation
 
-    fig, draw, n_frames = _animation(estimator, X, y, every, title)
+    fig, draw, n_frames = _animation(estimator, X, y, every, title, fps)
     return FuncAnimation(fig, draw, frames=n_frames, interval=1000 / fps, blit=False)
 
 
@@ -383,7 +387,7 @@ def save_training_gif(estimator, X, y, path, *, every=20, fps=6, dpi=80, title=N
     from PIL import Image
 
     plt = _pyplot()
-    fig, draw, n_frames = _animation(estimator, X, y, every, title)
+    fig, draw, n_frames = _animation(estimator, X, y, every, title, fps)
     fig.set_dpi(dpi)
     frames = []
     for i in range(n_frames):

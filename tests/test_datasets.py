@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from sktorch_lr.datasets import make_lesson_data
@@ -15,3 +16,9 @@ def test_lesson_data_is_the_lessons_own_draw():
     np.testing.assert_array_equal(X, torch.cat((x0, x1)).numpy())
     np.testing.assert_array_equal(y, np.r_[np.zeros(100), np.ones(100)])
     assert torch.equal(torch.get_rng_state(), state)  # the global generator was not used
+
+
+@pytest.mark.parametrize("n, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError)])
+def test_lesson_data_refuses_a_bad_size(n, error):
+    with pytest.raises(error, match="n_per_class"):
+        make_lesson_data(n)

@@ -80,6 +80,15 @@ def test_snapshots_animation_and_gif(fitted, tmp_path):
         assert gif.n_frames == len(range(5, est.n_iter_ + 1, 5)) + (est.n_iter_ % 5 != 0)
 
 
+@pytest.mark.parametrize("fps", [0, -2, "6"])
+def test_animations_refuse_a_bad_frame_rate(fitted, tmp_path, fps):
+    est, X, y = fitted
+    with pytest.raises(ValueError, match="fps"):
+        plotting.animate_training(est, X, y, fps=fps)  # 0 divided by zero
+    with pytest.raises(ValueError, match="fps"):
+        plotting.save_training_gif(est, X, y, tmp_path / "t.gif", fps=fps)
+
+
 def test_missing_matplotlib_names_the_extra(monkeypatch, fitted):
     real_import = builtins.__import__
 
