@@ -144,6 +144,9 @@ def main(argv=None):
         except ImportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # --out not a folder we can create or write to
+            print(f"error: cannot write the figures to {args.out!r}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

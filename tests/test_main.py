@@ -46,3 +46,11 @@ def test_demo_without_matplotlib_names_the_extra(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "sktorch_lr[plot]" in capsys.readouterr().err
+
+
+def test_an_out_that_cannot_be_a_folder_is_an_error_not_a_traceback(tmp_path, capsys):
+    taken = tmp_path / "a_file"
+    taken.write_text("")
+    assert main(["demo", "--out", str(taken), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write the figures to") and "Traceback" not in err
