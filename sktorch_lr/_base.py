@@ -525,6 +525,27 @@ def _torch_view(X):
     return torch.from_numpy(X) if torch_can_share(X) else None
 
 
+def _balanced_class_weight(classes, y_enc, y, sample_weight):
+    """``"balanced"`` weights of ``classes``: scikit-learn's, over the classes present.
+
+    A class without (weighted) rows here -- a resample of the bootstrap, data given
+    to the inspector, all its sample weights zero -- gets weight 0 instead of
+    scikit-learn's division by zero, and the others are balanced among themselves,
+    as a fit of these rows alone would balance them.
+    """
+    weights = np.ones(len(y_enc)) if sample_weight is None else np.asarray(sample_weight)
+    present = np.bincount(y_enc, weights=weights, minlength=len(classes)) > 0
+    rows = present[y_enc]
+    cw = np.zeros(len(classes))
+    cw[present] = compute_class_weight(
+        "balanced",
+        classes=np.asarray(classes)[present],
+        y=np.asarray(y)[rows],
+        sample_weight=None if sample_weight is None else weights[rows],
+    )
+    return cw
+
+
 def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
     """``s_i = sample_weight_i * class_weight[y_i]``, or None when all ones.
 
@@ -541,7 +562,10 @@ def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
                 raise ValueError(f"class_weight contains NaN or infinity: {class_weight!r}.")
             if (values < 0).any():
                 raise ValueError(f"class_weight must be non-negative: {class_weight!r}.")
-        cw = compute_class_weight(class_weight, classes=classes, y=y, sample_weight=sample_weight)
+        if isinstance(class_weight, str):  # "balanced"
+            cw = _balanced_class_weight(classes, y_enc, y, sample_weight)
+        else:
+            cw = compute_class_weight(class_weight, classes=classes, y=y)
         per_sample = cw[y_enc]
         weights = per_sample if sample_weight is None else per_sample * sample_weight
     if weights is not None:

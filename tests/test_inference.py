@@ -485,6 +485,21 @@ def test_bootstrap_batch_equals_one_refit_per_resample(multinomial, monkeypatch)
     np.testing.assert_allclose(batched, looped, rtol=1e-4, atol=1e-6 * np.abs(looped).max())
 
 
+def test_balanced_weights_on_data_that_lack_a_class():
+    # A bootstrap resample without the rare class, a test set of one class, the
+    # inspector on a subset: "balanced" weights once divided by the absent class's
+    # zero count and raised.
+    X, y = load_iris(return_X_y=True)
+    keep = np.r_[np.arange(100), 100, 101]  # class 2: two rows
+    X, y = X[keep], y[keep]
+    est = TorchLogisticRegression(C=1.0, class_weight="balanced").fit(X, y)
+    ins = GradientInspector(est, X, y)
+    assert np.isfinite(ins.covariance("bootstrap", n_resamples=50, random_state=0)).all()
+    influence = ins.influence_on(X[:5], y[:5])  # unweighted test losses: all of class 0
+    assert influence.shape == (len(y), 5) and np.isfinite(influence).all()
+    assert np.isfinite(GradientInspector(est, X[:100], y[:100]).summary().to_numpy()).all()
+
+
 def test_polish_reaches_covariance_entries_of_nearly_uncorrelated_parameters():
     """A drawn problem (1,000 x 6, scales over four decades, offsets): an HC0 entry
     between parameters of correlation 8e-5 moves by the distance from the optimum over

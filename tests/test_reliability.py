@@ -84,6 +84,20 @@ def test_balanced_class_weight_counts_sample_weights():
     np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-4, atol=1e-6)
 
 
+def test_balanced_class_weight_leaves_out_a_class_without_weight():
+    # All of class 2's sample weights zero: scikit-learn's formula divides by its zero
+    # count (this raised "sum to more than float64 can hold"). It takes no part; the
+    # other two are balanced among themselves.
+    X, y = load_iris(return_X_y=True)
+    sw = np.where(y == 2, 0.0, np.where(y == 0, 2.0, 1.0))
+    ours = TorchLogisticRegression(class_weight="balanced", tol=1e-10).fit(X, y, sample_weight=sw)
+    S0, S1 = sw[y == 0].sum(), sw[y == 1].sum()
+    by_hand = {0: (S0 + S1) / (2 * S0), 1: (S0 + S1) / (2 * S1), 2: 0.0}
+    ref = TorchLogisticRegression(class_weight=by_hand, tol=1e-10).fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-8, atol=1e-12)
+
+
 def test_assigned_coef_and_intercept_are_the_model(data):
     X, y = data
     est = TorchLogisticRegression().fit(X, y)
