@@ -550,7 +550,8 @@ def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
     """``s_i = sample_weight_i * class_weight[y_i]``, or None when all ones.
 
     ``"balanced"`` counts each class by its sample weights, as scikit-learn's
-    ``LogisticRegression`` does. Raises a ValueError for non-finite class
+    ``LogisticRegression`` does, over the classes present
+    (:func:`_balanced_class_weight`). Raises a ValueError for non-finite class
     weights and for weights whose sum overflows or underflows float64.
     """
     if class_weight is None:

@@ -584,7 +584,8 @@ class GradientInspector:
         """``M^-1`` ``(P, P)``, taking centred parameters to raw ones (``b = c - W mean``).
 
         Covariances map as ``M^-1 Sigma M^-T``; gradients, the other way, as
-        ``g_centred^T = g_raw^T M^-1``. None without an intercept (nothing is centred).
+        ``g_centred^T = g_raw^T M^-1``. None where nothing is centred (no intercept,
+        or every column's mean near zero: :func:`_centring_shift`).
         """
         if self._shift is None:
             return None
