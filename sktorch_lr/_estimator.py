@@ -123,7 +123,9 @@ class TorchLogisticRegression(TorchLinearClassifier):
         Weights ``{class_label: weight}`` multiplied into the sample weights;
         ``"balanced"`` uses ``S / (n_classes * S_k)``, ``S_k`` the sum of the
         sample weights of class ``k`` (``np.bincount(y)`` without them), as
-        ``LogisticRegression`` does.
+        ``LogisticRegression`` does; a class whose sample weights are all zero
+        gets weight 0 and is not counted in ``n_classes`` (scikit-learn divides
+        by its zero sum).
     warm_start : bool, default=False
         Start ``fit`` from the previous solution when the classes and the
         number of features are unchanged.
@@ -743,7 +745,9 @@ def _dask_class_weight(class_weight, classes, y, sample_weight):
         enc = da.map_blocks(np.searchsorted, classes, y, dtype=np.int64)
         counts = da.bincount(enc, weights=sample_weight, minlength=len(classes)).compute()
         counts = np.asarray(counts, dtype=np.float64)
-        return counts.sum() / (len(classes) * np.where(counts > 0, counts, np.inf))
+        # Over the classes present, as _balanced_class_weight: 0 for one without weight.
+        present = counts > 0
+        return counts.sum() / (present.sum() * np.where(present, counts, np.inf))
     cw = compute_class_weight(class_weight, classes=classes, y=classes)
     if not np.isfinite(cw).all():
         raise ValueError(f"class_weight contains NaN or infinity: {class_weight!r}.")
