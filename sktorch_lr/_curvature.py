@@ -313,11 +313,11 @@ def linear_model_hessian(X, A, l2, fit_intercept):
         # inference's Hessian of 30,000 x 30 with 10 classes: 138 ms -> 30 ms).
         pair_rows, pair_cols = torch.triu_indices(K, K, device=X.device)
         upper_rows, upper_cols = torch.triu_indices(m, m, device=X.device)
-        pairs = A[:, pair_rows, pair_cols]
         upper = X.new_zeros(len(pair_rows), len(upper_rows))
-        step = max(1, CHUNK_NUMBERS // len(upper_rows))
+        step = max(1, CHUNK_NUMBERS // max(len(upper_rows), len(pair_rows)))
         for start in range(0, n, step):
-            upper += pairs[start : start + step].T @ upper_products(Xa[start : start + step])
+            pairs = A[start : start + step, pair_rows, pair_cols]
+            upper += pairs.T @ upper_products(Xa[start : start + step])
         blocks = X.new_empty(len(pair_rows), m, m)
         blocks[:, upper_rows, upper_cols] = upper
         blocks[:, upper_cols, upper_rows] = upper
