@@ -525,25 +525,19 @@ def _torch_view(X):
     return torch.from_numpy(X) if torch_can_share(X) else None
 
 
-def _balanced_class_weight(classes, y_enc, y, sample_weight):
-    """``"balanced"`` weights of ``classes``: scikit-learn's, over the classes present.
+def _balanced_class_weight(counts):
+    """``"balanced"`` weights from each class's (weighted) count: scikit-learn's
+    ``S / (n_classes * S_k)``, over the classes present.
 
     A class without (weighted) rows here -- a resample of the bootstrap, data given
     to the inspector, all its sample weights zero -- gets weight 0 instead of
     scikit-learn's division by zero, and the others are balanced among themselves,
-    as a fit of these rows alone would balance them.
+    as a fit of these rows alone would balance them. The in-memory and the Dask
+    fits both count and call this.
     """
-    weights = np.ones(len(y_enc)) if sample_weight is None else np.asarray(sample_weight)
-    present = np.bincount(y_enc, weights=weights, minlength=len(classes)) > 0
-    rows = present[y_enc]
-    cw = np.zeros(len(classes))
-    cw[present] = compute_class_weight(
-        "balanced",
-        classes=np.asarray(classes)[present],
-        y=np.asarray(y)[rows],
-        sample_weight=None if sample_weight is None else weights[rows],
-    )
-    return cw
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    return counts.sum() / (present.sum() * np.where(present, counts, np.inf))
 
 
 def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
@@ -564,7 +558,9 @@ def _effective_weights(class_weight, classes, y_enc, y, sample_weight):
             if (values < 0).any():
                 raise ValueError(f"class_weight must be non-negative: {class_weight!r}.")
         if isinstance(class_weight, str):  # "balanced"
-            cw = _balanced_class_weight(classes, y_enc, y, sample_weight)
+            cw = _balanced_class_weight(
+                np.bincount(y_enc, weights=sample_weight, minlength=len(classes))
+            )
         else:
             cw = compute_class_weight(class_weight, classes=classes, y=y)
         per_sample = cw[y_enc]

@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import (
     TorchLinearClassifier,
+    _balanced_class_weight,
     _caller_stacklevel,
     _check_largest,
     _effective_weights,
@@ -744,10 +745,7 @@ def _dask_class_weight(class_weight, classes, y, sample_weight):
     if class_weight == "balanced":
         enc = da.map_blocks(np.searchsorted, classes, y, dtype=np.int64)
         counts = da.bincount(enc, weights=sample_weight, minlength=len(classes)).compute()
-        counts = np.asarray(counts, dtype=np.float64)
-        # Over the classes present, as _balanced_class_weight: 0 for one without weight.
-        present = counts > 0
-        return counts.sum() / (present.sum() * np.where(present, counts, np.inf))
+        return _balanced_class_weight(counts)
     cw = compute_class_weight(class_weight, classes=classes, y=classes)
     if not np.isfinite(cw).all():
         raise ValueError(f"class_weight contains NaN or infinity: {class_weight!r}.")

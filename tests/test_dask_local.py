@@ -123,15 +123,16 @@ def test_dask_fit_refuses_sparse_chunks_clearly():
 
 
 def test_dask_balanced_weights_are_the_in_memory_ones_with_a_class_without_weight():
-    from sktorch_lr._base import _balanced_class_weight
+    from sktorch_lr._base import _effective_weights
     from sktorch_lr._estimator import _dask_class_weight
 
     y = np.repeat([0, 1, 2], [30, 50, 20])
     sw = np.where(y == 2, 0.0, np.linspace(0.5, 2.0, len(y)))
     classes = np.array([0, 1, 2])
-    in_memory = _balanced_class_weight(classes, y, y, sw)
+    per_sample = _effective_weights("balanced", classes, y, y, sw)
+    assert (per_sample[y == 2] == 0).all()
+    in_memory = [per_sample[y == k][0] / sw[y == k][0] for k in (0, 1)] + [0.0]
     on_dask = _dask_class_weight(
         "balanced", classes, da.from_array(y, chunks=40), da.from_array(sw, chunks=40)
     )
-    assert in_memory[2] == 0.0
     np.testing.assert_allclose(on_dask, in_memory, rtol=1e-12)
