@@ -25,7 +25,7 @@ the fit happened to split the shift.
 import numpy as np
 import torch
 
-from ._curvature import CHUNK_NUMBERS, jacobi_scaled
+from ._curvature import CHUNK_NUMBERS, _augmented, jacobi_scaled
 
 # Relative size (to the largest eigenvalue of the Jacobi-scaled Hessian) at or below
 # which an eigenvalue other than the known null directions makes the Hessian singular.
@@ -127,9 +127,7 @@ def leverage(X, A_logit, H_inv, n_outputs, fit_intercept):
     h = X.new_empty(n)
     step = max(1, CHUNK_NUMBERS // (K * K * m))
     for start in range(0, n, step):
-        rows = X[start : start + step]
-        if fit_intercept:
-            rows = torch.cat([rows, rows.new_ones(len(rows), 1)], 1)
+        rows = _augmented(X[start : start + step], fit_intercept)
         Q = ((rows @ B).view(len(rows), K, K, m) * rows[:, None, None, :]).sum(-1)
         A = A_logit[start : start + step]
         h[start : start + step] = (A * Q).sum((1, 2))

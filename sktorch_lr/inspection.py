@@ -580,6 +580,13 @@ class GradientInspector:
         coef, intercept = self._split(theta)
         return self._flatten_blocks(coef, intercept + coef @ self._shift)
 
+    def _raw(self, theta):
+        """Centred parameters ``(W, c)`` back to the raw ``(W, b = c - W mean)``."""
+        if self._shift is None:
+            return theta
+        coef, intercept = self._split(theta)
+        return self._flatten_blocks(coef, intercept - coef @ self._shift)
+
     def _raw_map(self):
         """``M^-1`` ``(P, P)``, taking centred parameters to raw ones (``b = c - W mean``).
 
@@ -814,10 +821,7 @@ class GradientInspector:
         H, s, _ = self._hessian_pieces()
         G = self._sample_gradients()
         H_inv = self._hessian_inverse()
-        theta = self._estimate
-        if self._shift is not None:
-            theta = theta @ self._raw_map().T
-        coef, intercept = self._split(theta)
+        coef, intercept = self._split(self._raw(self._estimate))
         test = GradientInspector(
             self.estimator,
             X_test,
@@ -957,10 +961,11 @@ def _centring_shift(X, sample_weight):
     and inverted without the cancellation of raw offsets: on features like
     ``300 +- 0.01`` covariance entries moved by up to 4e-5 of
     ``sqrt(Sigma_ii Sigma_jj)`` (small ones by 5e-4 of themselves, DFBETA too),
-    and an identified softmax Hessian looked singular; centred, 3e-10. Columns whose mean is within
-    :data:`CENTRING_OFFSET` standard deviations of zero lose nothing to that
-    cancellation; where all are (standardised data), the centred copy of ``X``
-    is skipped (on 200,000 x 50 it cost 20 ms, a tenth of fit + summary).
+    and an identified softmax Hessian looked singular; centred, 3e-10. Columns
+    whose mean is within :data:`CENTRING_OFFSET` standard deviations of zero
+    lose nothing to that cancellation; where all are (standardised data), the
+    centred copy of ``X`` is skipped (on 200,000 x 50 it cost 20 ms, a tenth of
+    fit + summary).
     """
     n = X.shape[0]
     if n < 2:
