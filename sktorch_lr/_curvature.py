@@ -271,6 +271,17 @@ def logit_derivatives_along(logits, y, z):
     return first, (p * z.square()).sum(-1) - pz.square()
 
 
+def class_major_order(n_outputs, n_features, fit_intercept, device=None):
+    """The flat positions (``coef.ravel()``, then ``intercept``) of the parameters
+    taken class by class, each class's coefficients then its intercept."""
+    K, d = n_outputs, n_features
+    slots = torch.arange(K * d, device=device).reshape(K, d)
+    if fit_intercept:
+        intercepts = K * d + torch.arange(K, device=device)
+        slots = torch.cat([slots, intercepts[:, None]], 1)
+    return slots.reshape(-1)
+
+
 def linear_model_hessian(X, A, l2, fit_intercept):
     """``sum_i A_i (x) [x_i, 1][x_i, 1]^T`` plus ``l2`` on the coefficients.
 
@@ -327,10 +338,7 @@ def linear_model_hessian(X, A, l2, fit_intercept):
         H[pair_rows, pair_cols] = blocks
         H[pair_cols, pair_rows] = blocks
         H = H.permute(0, 2, 1, 3).reshape(K * m, K * m)
-        idx = torch.arange(K * m, device=X.device).reshape(K, m)
-        order = idx[:, :d].reshape(-1)
-        if fit_intercept:
-            order = torch.cat([order, idx[:, d]])
+        order = torch.argsort(class_major_order(K, d, fit_intercept, X.device))
         H = H[order][:, order]
     if l2:
         H.diagonal()[: K * d].add_(l2)

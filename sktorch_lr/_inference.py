@@ -25,7 +25,7 @@ the fit happened to split the shift.
 import numpy as np
 import torch
 
-from ._curvature import CHUNK_NUMBERS, _augmented, jacobi_scaled
+from ._curvature import CHUNK_NUMBERS, _augmented, class_major_order, jacobi_scaled
 
 # Relative size (to the largest eigenvalue of the Jacobi-scaled Hessian) at or below
 # which an eigenvalue other than the known null directions makes the Hessian singular.
@@ -116,12 +116,7 @@ def leverage(X, A_logit, H_inv, n_outputs, fit_intercept):
     n, d = X.shape
     K = n_outputs
     m = d + int(fit_intercept)
-    # Class k's parameters: its coefficients, then its intercept.
-    slots = torch.arange(K * d, device=H_inv.device).reshape(K, d)
-    if fit_intercept:
-        intercepts = K * d + torch.arange(K, device=H_inv.device)
-        slots = torch.cat([slots, intercepts[:, None]], 1)
-    order = slots.reshape(-1)
+    order = class_major_order(K, d, fit_intercept, H_inv.device)
     # (m, K * K * m): row j holds B_kl[j, :] for every (k, l).
     B = H_inv[order][:, order].view(K, m, K, m).permute(1, 0, 2, 3).reshape(m, K * K * m)
     h = X.new_empty(n)
