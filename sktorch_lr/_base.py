@@ -496,6 +496,11 @@ def _check_values(X):
         else:
             # Both ends in one pass on torch's threads, no temporary copy of X
             # (1M x 100 float32: 15 ms against 52 ms for numpy's max and min).
+            if view.dim() == 2 and view.stride(0) < view.stride(1):
+                # Column-major memory (Fortran order: what pandas' to_numpy gives) in
+                # its own order: torch's reduction strides across it otherwise
+                # (200,000 x 50 float64: 60 ms against 2.3 ms).
+                view = view.T
             lo, hi = torch.aminmax(view)
             largest = max(abs(float(lo)), abs(float(hi)))
     if not math.isfinite(largest) and not is_tensor(X):  # NaN propagates to both extremes
