@@ -3,13 +3,52 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from sktorch_lr._data import TrainingData, as_tensor, resolve_device
+from sktorch_lr._data import TrainingData, as_tensor, resolve_device, training_layout
 
 
 def test_numpy_is_shared_not_copied():
     X = np.random.RandomState(0).randn(10, 3)
     t = as_tensor(X, torch.device("cpu"), torch.float64)
     assert t.data_ptr() == X.__array_interface__["data"][0]
+
+
+def _address(X):
+    return X.data_ptr() if isinstance(X, torch.Tensor) else X.__array_interface__["data"][0]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("container", ["numpy", "tensor"])
+def test_contiguous_memory_is_trained_on_as_it_is(order, container):
+    X = np.asarray(np.random.RandomState(0).randn(20, 3), order=order)
+    X = torch.from_numpy(X) if container == "tensor" else X
+    assert _address(training_layout(X)) == _address(X)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda X: X[:, :3],  # a column slice: rows 6 apart
+        lambda X: X[::2],
+        lambda X: X[:, ::2],
+        lambda X: X[::-1],
+        lambda X: torch.from_numpy(X)[:, 1:4],
+        lambda X: torch.ones(1, 6).expand(20, 6),
+    ],
+)
+def test_strided_memory_is_copied_once_into_contiguous_memory(make):
+    X = make(np.random.RandomState(0).randn(20, 6))
+    out = training_layout(X)
+    as_numpy = out.numpy() if isinstance(out, torch.Tensor) else out
+    assert as_numpy.flags.c_contiguous or as_numpy.flags.f_contiguous
+    np.testing.assert_array_equal(as_numpy, np.asarray(X))
+
+
+def test_read_only_memory_is_copied_and_left_read_only():
+    X = np.random.RandomState(0).randn(20, 3)
+    X.setflags(write=False)
+    out = training_layout(X)
+    assert out.flags.writeable and not X.flags.writeable
+    np.testing.assert_array_equal(out, X)
 
 
 def test_float32_stays_float32():

@@ -277,6 +277,16 @@ def test_negative_strides(data):
     TorchLogisticRegression().fit(X[:, ::-1], y).predict(X[:, ::-1])
 
 
+def test_strided_views_fit_as_their_copies(data):
+    X, y = data
+    wide = np.hstack([X, X])
+    for view in (wide[:, : X.shape[1]], wide[:, ::2]):
+        a = TorchLogisticRegression().fit(view, y)
+        b = TorchLogisticRegression().fit(np.ascontiguousarray(view), y)
+        np.testing.assert_array_equal(a.coef_, b.coef_)
+        np.testing.assert_array_equal(a.intercept_, b.intercept_)
+
+
 def test_read_only_and_pandas_sample_weight_warn_nothing(data):
     import pandas as pd
 
