@@ -413,6 +413,34 @@ def test_concurrent_fits_in_threads_match_serial_ones(data):
     assert torch.get_num_threads() == threads
 
 
+def test_validation_and_inspection_of_small_data_run_on_one_thread(data, monkeypatch):
+    # A second thread woken for a small pass waits behind a busy core: X's check of
+    # values before each fit (once per fit of a grid search) and the inspector's
+    # methods run on one, as the fit's own kernels do.
+    from sktorch_lr.inspection import GradientInspector
+
+    X, y = data
+    seen = []
+    real_aminmax, real_pieces = torch.aminmax, GradientInspector._hessian_pieces
+
+    def aminmax(*args, **kwargs):
+        seen.append(("aminmax", torch.get_num_threads()))
+        return real_aminmax(*args, **kwargs)
+
+    def pieces(self):
+        seen.append(("hessian", torch.get_num_threads()))
+        return real_pieces(self)
+
+    monkeypatch.setattr(torch, "aminmax", aminmax)
+    monkeypatch.setattr(GradientInspector, "_hessian_pieces", pieces)
+    threads = torch.get_num_threads()
+    est = TorchLogisticRegression(C=1.0).fit(X, y)
+    GradientInspector(est, X, y).summary()
+    assert ("aminmax", 1) in seen and ("hessian", 1) in seen
+    assert {n for _, n in seen} == {1}
+    assert torch.get_num_threads() == threads
+
+
 def test_small_cholesky_factors_run_on_one_thread(monkeypatch):
     # Batches of small factors gain nothing from a second thread and stall behind a
     # busy core; one large factor keeps the process's threads.
