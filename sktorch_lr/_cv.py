@@ -36,12 +36,14 @@ from ._base import (
     _module_with,
     _two_or_more,
     _unchanged_on_failure,
+    _work,
 )
 from ._batch import batch_kind, solve_weightings
 from ._callbacks import fit_callbacks
 from ._data import as_tensor, is_tensor, resolve_device, torch_dtype
 from ._estimator import TorchLogisticRegression
 from ._objective import linear_logits
+from ._threads import threads_for
 
 
 class TorchLogisticRegressionCV(TorchLinearClassifier):
@@ -558,22 +560,29 @@ def _accuracies(X, y_enc, folds, paths, sample_weight):
     problem of a fold in one matrix product, in float64 like the fitted
     models' predictions.
     """
-    n_folds, n_l1, n_cs, K, n_dof = paths.shape
-    d = X.shape[1]
+    n_folds, n_l1, n_cs, K = paths.shape[:4]
     scores = np.empty((n_folds, n_l1, n_cs))
-    for f, (_, test) in enumerate(folds):
-        Xt = as_tensor(_rows(X, test), torch.device("cpu"), torch.float64)
-        packed = torch.as_tensor(paths[f].reshape(-1, K, n_dof))
-        logits = linear_logits(Xt, packed[:, :, :d].reshape(-1, d), None).view(len(test), -1, K)
-        if n_dof > d:
-            logits = logits + packed[:, :, d]
-        pred = (logits[:, :, 0] > 0).long() if K == 1 else logits.argmax(2)
-        correct = (pred == torch.as_tensor(y_enc[test], dtype=torch.long)[:, None]).double()
-        w = torch.ones(len(test), dtype=torch.float64)
-        if sample_weight is not None:
-            w = torch.as_tensor(np.asarray(sample_weight, dtype=np.float64)[test])
-        scores[f] = ((w @ correct) / w.sum()).numpy().reshape(n_l1, n_cs)
+    with threads_for(_work(X, K * n_l1 * n_cs)):  # small: one thread, as predictions
+        for f, (_, test) in enumerate(folds):
+            scores[f] = _fold_accuracies(X, y_enc, test, paths[f], sample_weight)
     return scores
+
+
+def _fold_accuracies(X, y_enc, test, paths, sample_weight):
+    """One fold's held-out accuracies, ``(n_l1_ratios, n_cs)``, of its ``paths``."""
+    n_l1, n_cs, K, n_dof = paths.shape
+    d = X.shape[1]
+    Xt = as_tensor(_rows(X, test), torch.device("cpu"), torch.float64)
+    packed = torch.as_tensor(paths.reshape(-1, K, n_dof))
+    logits = linear_logits(Xt, packed[:, :, :d].reshape(-1, d), None).view(len(test), -1, K)
+    if n_dof > d:
+        logits = logits + packed[:, :, d]
+    pred = (logits[:, :, 0] > 0).long() if K == 1 else logits.argmax(2)
+    correct = (pred == torch.as_tensor(y_enc[test], dtype=torch.long)[:, None]).double()
+    w = torch.ones(len(test), dtype=torch.float64)
+    if sample_weight is not None:
+        w = torch.as_tensor(np.asarray(sample_weight, dtype=np.float64)[test])
+    return ((w @ correct) / w.sum()).numpy().reshape(n_l1, n_cs)
 
 
 def _grid_of_cs(Cs):

@@ -416,7 +416,8 @@ def test_concurrent_fits_in_threads_match_serial_ones(data):
 def test_validation_and_inspection_of_small_data_run_on_one_thread(data, monkeypatch):
     # A second thread woken for a small pass waits behind a busy core: X's check of
     # values before each fit (once per fit of a grid search) and the inspector's
-    # methods run on one, as the fit's own kernels do.
+    # methods and the cross-validation's held-out scores run on one, as the fit's own
+    # kernels do.
     from sktorch_lr.inspection import GradientInspector
 
     X, y = data
@@ -431,12 +432,21 @@ def test_validation_and_inspection_of_small_data_run_on_one_thread(data, monkeyp
         seen.append(("hessian", torch.get_num_threads()))
         return real_pieces(self)
 
+    def accuracies(*args):
+        seen.append(("cv scores", torch.get_num_threads()))
+        return real_accuracies(*args)
+
+    from sktorch_lr import TorchLogisticRegressionCV, _cv
+
+    real_accuracies = _cv._fold_accuracies
     monkeypatch.setattr(torch, "aminmax", aminmax)
     monkeypatch.setattr(GradientInspector, "_hessian_pieces", pieces)
+    monkeypatch.setattr(_cv, "_fold_accuracies", accuracies)
     threads = torch.get_num_threads()
     est = TorchLogisticRegression(C=1.0).fit(X, y)
     GradientInspector(est, X, y).summary()
-    assert ("aminmax", 1) in seen and ("hessian", 1) in seen
+    TorchLogisticRegressionCV(Cs=2, cv=2).fit(X, y)
+    assert ("aminmax", 1) in seen and ("hessian", 1) in seen and ("cv scores", 1) in seen
     assert {n for _, n in seen} == {1}
     assert torch.get_num_threads() == threads
 
