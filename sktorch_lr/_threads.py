@@ -7,7 +7,11 @@ several times slower. Work below :data:`SMALL_WORK` multiply-adds per pass over
 the data gains nothing from threads anyway, so it runs on one, the way
 scikit-learn limits BLAS with ``threadpool_limits``. Torch's setting is global
 to the process: it is restored when the last of any concurrent small fits
-ends, and it is only lowered while one runs.
+ends, and it is only lowered while one runs. The callers: fits
+(``_estimator``, ``_batch``), predictions and ``X``'s check of values
+(``_base``), the inspector's public methods (``inspection``), the
+cross-validation's held-out accuracies (``_cv``) and Cholesky factors
+(``_curvature``).
 """
 
 import contextlib
