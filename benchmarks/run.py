@@ -432,7 +432,8 @@ def bench_large(name, X, y, C, repeats, sgd_max_iter=1000):
         }
     )
     print(
-        f"  one mini-batch epoch {epoch:.3f} s = {epoch / read_s:.1f} x one read ({read_s:.3f} s)"
+        f"  one mini-batch epoch {epoch:.3f} s = {epoch / read_s:.1f} x one read "
+        f"({read_s * 1e3:.3g} ms)"
     )
     for f in tmp.iterdir():
         f.unlink()
@@ -1099,7 +1100,7 @@ def write(rows, out, quick, name="results"):
             gap = f"{r['busy_over_quiet']:.2f} x its quiet time ({r['quiet_s'] * 1e3:.1f} ms)"
         if "epoch_over_read" in r:
             gap = (
-                f"{r['epoch_over_read']:.1f} x one read of X ({r['one_read_of_X_s'] * 1e3:.0f} ms)"
+                f"{r['epoch_over_read']:.1f} x one read of X ({r['one_read_of_X_s'] * 1e3:.3g} ms)"
             )
         method = r["method"] + (" [1 BLAS thread]" if r.get("blas_threads") == 1 else "")
         lines.append(
