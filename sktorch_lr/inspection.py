@@ -769,6 +769,8 @@ class GradientInspector:
         """
         import pandas as pd
 
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+            raise TypeError(f"alpha must be a number in (0, 1), got {alpha!r}.")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
         params = self.params()
@@ -913,6 +915,8 @@ class GradientInspector:
         return self._report(torch.cat(theta)).numpy()
 
     def _bootstrap(self, n_resamples, random_state):
+        if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral):
+            raise TypeError(f"n_resamples must be an integer, got {n_resamples!r}.")
         if n_resamples < 2:
             raise ValueError(f"n_resamples must be at least 2, got {n_resamples!r}.")
         X, y, sample_weight = self._inputs

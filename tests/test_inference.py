@@ -292,6 +292,23 @@ def test_loo_refit_checks_its_indices(binary):
     np.testing.assert_array_equal(ins.loo_refit(-1), ins.loo_refit([len(X) - 1]))
 
 
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda ins: ins.summary(alpha="0.05"), TypeError, "alpha must be a number"),
+        (lambda ins: ins.summary(alpha=True), TypeError, "alpha must be a number"),
+        (lambda ins: ins.summary(alpha=1.0), ValueError, r"alpha must be in \(0, 1\)"),
+        (lambda ins: ins.covariance("bootstrap", n_resamples=2.5), TypeError, "an integer"),
+        (lambda ins: ins.covariance("bootstrap", n_resamples=1), ValueError, "at least 2"),
+        (lambda ins: ins.covariance("HC4"), ValueError, "kind must be one of"),
+    ],
+)
+def test_bad_arguments_get_clear_errors(binary, call, error, match):
+    _, _, ins, _ = binary
+    with pytest.raises(error, match=match):
+        call(ins)
+
+
 def test_l1_needs_the_bootstrap():
     X, y, _ = _binary()
     est = TorchLogisticRegression(C=0.05, l1_ratio=1.0).fit(X, y)
