@@ -9,7 +9,7 @@ objects and draws into the axes it is given, or into a new figure.
 import numbers
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 __all__ = [
     "animate_training",
@@ -75,14 +75,16 @@ def _colour_kwargs(n_classes):
     return {"cmap": "tab10"}
 
 
-def _two_features(X, what):
-    """``X`` as a 2-D array of exactly two columns, or a ValueError that says so."""
+def _two_features(X, y, what):
+    """``X`` as a 2-D array of exactly two columns, with one label in ``y`` per row,
+    or a ValueError that says which is not so."""
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(
             f"{what} is drawn in the plane of two features; X has shape {X.shape}. "
             "Select two columns (or project, e.g. with PCA) first."
         )
+    check_consistent_length(X, y)
     return X
 
 
@@ -129,7 +131,7 @@ def plot_decision_boundary(
     from sklearn.inspection import DecisionBoundaryDisplay
 
     check_is_fitted(estimator)
-    X = _two_features(X, "A decision boundary")
+    X = _two_features(X, y, "A decision boundary")
     ax = _axes(ax)
     classes = estimator.classes_
     binary = len(classes) == 2
@@ -257,6 +259,8 @@ def _snapshot_epochs(estimator, every, max_frames=None):
     """The recorded history and the epochs to draw: every ``every`` (widened to fit
     ``max_frames``, keeping the spacing even) and the last one."""
     check_is_fitted(estimator)
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral):
+        raise TypeError(f"every must be a whole number of epochs, got {every!r}.")
     if every < 1:
         raise ValueError(f"every must be a positive number of epochs, got {every!r}.")
     h = getattr(estimator, "gradient_history_", None)
@@ -313,7 +317,7 @@ def plot_training_snapshots(estimator, X, y, *, every=20, ncols=4, max_frames=12
     plt = _pyplot()
     if ncols < 1 or max_frames < 1:
         raise ValueError(f"ncols and max_frames must be at least 1, got {ncols} and {max_frames}.")
-    X = _two_features(X, "A training snapshot")
+    X = _two_features(X, y, "A training snapshot")
     h, epochs, every = _snapshot_epochs(estimator, every, max_frames)
     if h["coef"].shape[1:] != (1, 2):
         raise ValueError("Training snapshots draw a binary model on two features.")
@@ -338,7 +342,7 @@ def _animation(estimator, X, y, every, title, fps):
     if not (isinstance(fps, numbers.Real) and fps > 0):
         raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}.")
     plt = _pyplot()
-    X = _two_features(X, "A training animation")
+    X = _two_features(X, y, "A training animation")
     h, epochs, every = _snapshot_epochs(estimator, every)
     if h["coef"].shape[1:] != (1, 2):
         raise ValueError("Training animations draw a binary model on two features.")

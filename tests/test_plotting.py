@@ -89,6 +89,23 @@ def test_animations_refuse_a_bad_frame_rate(fitted, tmp_path, fps):
         plotting.save_training_gif(est, X, y, tmp_path / "t.gif", fps=fps)
 
 
+@pytest.mark.parametrize("every, error", [(0, ValueError), (2.5, TypeError), ("5", TypeError)])
+def test_snapshots_refuse_a_bad_spacing(fitted, every, error):
+    est, X, y = fitted
+    with pytest.raises(error, match="every must be"):
+        plotting.plot_training_snapshots(est, X, y, every=every)
+    with pytest.raises(error, match="every must be"):
+        plotting.animate_training(est, X, y, every=every)
+
+
+def test_plots_refuse_labels_of_another_length(fitted):
+    est, X, y = fitted
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        plotting.plot_decision_boundary(est, X, y[:-1])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        plotting.plot_training_snapshots(est, X, y[:-1])
+
+
 def test_missing_matplotlib_names_the_extra(monkeypatch, fitted):
     real_import = builtins.__import__
 
