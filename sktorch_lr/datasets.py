@@ -37,6 +37,11 @@ def make_lesson_data(n_per_class=100, *, mean=1.7, bias=1.0, random_state=10):
         raise TypeError(f"n_per_class must be an integer, got {n_per_class!r}.")
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be at least 1, got {n_per_class!r}.")
+    for name, value in (("mean", mean), ("bias", bias)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {value!r}.")
+    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
+        raise TypeError(f"random_state must be an integer seed, got {random_state!r}.")
     gen = torch.Generator().manual_seed(int(random_state))
     ones = torch.ones(n_per_class, 2)
     x0 = torch.normal(mean * ones, 1, generator=gen) + bias

@@ -22,3 +22,12 @@ def test_lesson_data_is_the_lessons_own_draw():
 def test_lesson_data_refuses_a_bad_size(n, error):
     with pytest.raises(error, match="n_per_class"):
         make_lesson_data(n)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"mean": "1.7"}, "mean"), ({"bias": None}, "bias"), ({"random_state": "x"}, "seed")],
+)
+def test_lesson_data_refuses_bad_parameters(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        make_lesson_data(**kwargs)
