@@ -315,6 +315,9 @@ def plot_training_snapshots(estimator, X, y, *, every=20, ncols=4, max_frames=12
     fig : matplotlib Figure
     """
     plt = _pyplot()
+    for name, value in (("ncols", ncols), ("max_frames", max_frames)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r}.")
     if ncols < 1 or max_frames < 1:
         raise ValueError(f"ncols and max_frames must be at least 1, got {ncols} and {max_frames}.")
     X = _two_features(X, y, "A training snapshot")

@@ -98,6 +98,13 @@ def test_snapshots_refuse_a_bad_spacing(fitted, every, error):
         plotting.animate_training(est, X, y, every=every)
 
 
+@pytest.mark.parametrize("kwargs", [{"ncols": "4"}, {"max_frames": 2.5}])
+def test_snapshots_refuse_a_non_integer_grid(fitted, kwargs):
+    est, X, y = fitted
+    with pytest.raises(TypeError, match="must be an integer"):
+        plotting.plot_training_snapshots(est, X, y, **kwargs)
+
+
 def test_plots_refuse_labels_of_another_length(fitted):
     est, X, y = fitted
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
