@@ -512,6 +512,14 @@ def _check_values(X):
     _check_largest(largest)
 
 
+def _check_type(value, name, kind, expected):
+    """A TypeError naming ``name`` unless ``value`` is a ``kind`` (``numbers.Integral``
+    or ``numbers.Real``); ``True`` and ``False``, which Python counts as integers,
+    are refused. ``expected`` is what the message asks for ("an integer", ...)."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be {expected}, got {value!r}.")
+
+
 def _check_largest(largest):
     """Errors for a non-finite largest ``|x|`` and for features so large that the
     curvature overflows float64 (also Dask's, from its one pass)."""

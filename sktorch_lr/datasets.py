@@ -5,6 +5,8 @@ import numbers
 import numpy as np
 import torch
 
+from ._base import _check_type
+
 
 def make_lesson_data(n_per_class=100, *, mean=1.7, bias=1.0, random_state=10):
     """Two 2-D Gaussian classes, exactly as the lesson draws them.
@@ -33,15 +35,12 @@ def make_lesson_data(n_per_class=100, *, mean=1.7, bias=1.0, random_state=10):
     >>> X.shape, y.mean()
     ((200, 2), np.float32(0.5))
     """
-    if isinstance(n_per_class, bool) or not isinstance(n_per_class, numbers.Integral):
-        raise TypeError(f"n_per_class must be an integer, got {n_per_class!r}.")
+    _check_type(n_per_class, "n_per_class", numbers.Integral, "an integer")
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be at least 1, got {n_per_class!r}.")
-    for name, value in (("mean", mean), ("bias", bias)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a number, got {value!r}.")
-    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
-        raise TypeError(f"random_state must be an integer seed, got {random_state!r}.")
+    _check_type(mean, "mean", numbers.Real, "a number")
+    _check_type(bias, "bias", numbers.Real, "a number")
+    _check_type(random_state, "random_state", numbers.Integral, "an integer seed")
     gen = torch.Generator().manual_seed(int(random_state))
     ones = torch.ones(n_per_class, 2)
     x0 = torch.normal(mean * ones, 1, generator=gen) + bias

@@ -24,7 +24,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
-from ._base import TorchLinearClassifier
+from ._base import TorchLinearClassifier, _check_type
 from ._curvature import (
     NULL_EIGENVALUE,
     autograd_hessian,
@@ -416,8 +416,7 @@ class GradientInspector:
             to the logit more than 1% wrong -- or lose it -- while the
             logits form training uses keeps it; ``max_abs_logit``.
         """
-        if isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral):
-            raise TypeError(f"max_rows must be an integer, got {max_rows!r}.")
+        _check_type(max_rows, "max_rows", numbers.Integral, "an integer")
         if max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {max_rows!r}.")
         n = len(self._X)
@@ -769,8 +768,7 @@ class GradientInspector:
         """
         import pandas as pd
 
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-            raise TypeError(f"alpha must be a number in (0, 1), got {alpha!r}.")
+        _check_type(alpha, "alpha", numbers.Real, "a number in (0, 1)")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
         params = self.params()
@@ -915,8 +913,7 @@ class GradientInspector:
         return self._report(torch.cat(theta)).numpy()
 
     def _bootstrap(self, n_resamples, random_state):
-        if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral):
-            raise TypeError(f"n_resamples must be an integer, got {n_resamples!r}.")
+        _check_type(n_resamples, "n_resamples", numbers.Integral, "an integer")
         if n_resamples < 2:
             raise ValueError(f"n_resamples must be at least 2, got {n_resamples!r}.")
         X, y, sample_weight = self._inputs

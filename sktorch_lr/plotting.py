@@ -11,6 +11,8 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
+from ._base import _check_type
+
 __all__ = [
     "animate_training",
     "plot_decision_boundary",
@@ -259,8 +261,7 @@ def _snapshot_epochs(estimator, every, max_frames=None):
     """The recorded history and the epochs to draw: every ``every`` (widened to fit
     ``max_frames``, keeping the spacing even) and the last one."""
     check_is_fitted(estimator)
-    if isinstance(every, bool) or not isinstance(every, numbers.Integral):
-        raise TypeError(f"every must be a whole number of epochs, got {every!r}.")
+    _check_type(every, "every", numbers.Integral, "a whole number of epochs")
     if every < 1:
         raise ValueError(f"every must be a positive number of epochs, got {every!r}.")
     h = getattr(estimator, "gradient_history_", None)
@@ -315,9 +316,8 @@ def plot_training_snapshots(estimator, X, y, *, every=20, ncols=4, max_frames=12
     fig : matplotlib Figure
     """
     plt = _pyplot()
-    for name, value in (("ncols", ncols), ("max_frames", max_frames)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {value!r}.")
+    _check_type(ncols, "ncols", numbers.Integral, "an integer")
+    _check_type(max_frames, "max_frames", numbers.Integral, "an integer")
     if ncols < 1 or max_frames < 1:
         raise ValueError(f"ncols and max_frames must be at least 1, got {ncols} and {max_frames}.")
     X = _two_features(X, y, "A training snapshot")
