@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 import sktorch_lr._curvature as curvature
@@ -107,6 +108,48 @@ def test_model_hessian_equals_full_autograd_hessian(n_classes, fit_intercept):
     theta = theta.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(f(theta), theta)
     assert (grad - expected).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("centred", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_diagonal_is_floored_where_predictions_are_certain(centred, weighted):
+    """The Jacobi diagonal is the Hessian's diagonal, floored per column at
+    DIAGONAL_FLOOR of its value at p = 1/2; dense and sparse X measure the same."""
+    from sktorch_lr._data import TrainingData
+
+    rng = np.random.RandomState(1)
+    n = 200
+    X = rng.randn(n, 3) * [1.0, 50.0, 0.01]
+    # Column 1 lives in the rows its coefficient makes certain, as pairs x, -x of equal
+    # weight (its mean stays 0: centring keeps the other rows uncertain).
+    X[n // 4 : n // 2, 1] = -X[: n // 4, 1]
+    X[n // 2 :, 1] = 0.0
+    y = rng.randint(0, 3, n)
+    sw = np.tile(rng.uniform(0.2, 2.0, n // 4), 4) if weighted else None
+    coef = torch.tensor([[0.1, 20.0, 0.0], [0.0, -20.0, 0.3], [-0.1, 0.0, 0.0]]).double()
+    c = torch.tensor([0.2, 0.0, -0.1]).double()
+    pen = penalty_strengths(1e4, 1.0, float(n if sw is None else sw.sum()))  # no L2 part
+    diagonals = []
+    for layout in ("dense", "sparse"):
+        Xin = sp.csr_matrix(X) if layout == "sparse" else X
+        data = TrainingData(Xin, y, sw, binary=False, device="cpu", dtype=torch.float64)
+        mean = data.weighted_mean() if centred else None
+        P = curvature.measure_preconditioner(data, pen, coef, c, mean, "diagonal")
+        diagonals.append(torch.cat([P.diagonals[0], P.diagonals[1][:, None]], 1))
+    torch.testing.assert_close(diagonals[0], diagonals[1], rtol=1e-10, atol=0)
+
+    s = np.ones(n) if sw is None else sw
+    Xc = X - (np.average(X, axis=0, weights=s) if centred else 0.0)
+    Z = Xc @ coef.numpy().T + c.numpy()
+    p = np.exp(Z - Z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    Xa = np.c_[Xc, np.ones(n)]
+    hessian = (s[:, None] * p * (1 - p)).T @ Xa**2 / s.sum()  # (K, d + 1)
+    floor = curvature.DIAGONAL_FLOOR / 4 * (s @ Xa**2) / s.sum()
+    expected = np.maximum(hessian, floor)
+    np.testing.assert_allclose(diagonals[0].numpy(), expected, rtol=1e-10)
+    binds = hessian < floor
+    assert binds[:, 1].all() and binds.sum() == 3  # the certain column, in every class
 
 
 @pytest.mark.parametrize("K", [3, 40])  # fewer classes than columns, and more
