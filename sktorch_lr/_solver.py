@@ -553,8 +553,9 @@ class StepControl:
     (O'Donoghue & Candes' function restart) and ``lr`` halves. After an
     accepted step ``lr`` doubles back towards ``lr_max``, the rule's value
     (lowered to the last rejected step's half until the curvature is measured
-    again), so one bad region does not slow the rest of the fit. With this rule the
-    objective never rises: ``loss_curve_`` is non-increasing.
+    again), so one bad region does not slow the rest of the fit. A fresh metric
+    starts from twice the last step accepted after halvings (:meth:`measured`).
+    With this rule the objective never rises: ``loss_curve_`` is non-increasing.
     """
 
     SHRINK = 0.5
@@ -569,6 +570,7 @@ class StepControl:
 
     def __init__(self):
         self.halvings = 0
+        self.recovered = None
 
     def accept(self, f_new, f_old, noise):
         return f_new <= f_old + noise  # False for NaN too
@@ -593,9 +595,25 @@ class StepControl:
             )
 
     def accepted(self, state):
+        self.recovered = state.lr if self.halvings else None
         self.halvings = 0
         if state.lr < state.lr_max:
             state.lr = min(state.lr_max, state.lr * self.GROW)
+
+    def measured(self, state):
+        """After a fresh metric's rule set ``state.lr``: where the last accepted step
+        came after halvings, start from twice it rather than the rule's full step.
+
+        Where the quadratic model keeps overshooting (standardised breast cancer,
+        ``l1_ratio=1``, ``C=1e4``: nearly separable, proximal Newton re-measured
+        every epoch), each fresh metric's full step was rejected twice, the second
+        rejection damping the metric, before a quarter step was accepted: 1,000
+        epochs and a ConvergenceWarning, 1.2e-4 above the optimum, where this
+        rule converges in 75. ``lr_max`` stays the rule's: accepted steps grow back.
+        """
+        if self.recovered is not None:
+            state.lr = min(state.lr, self.recovered * self.GROW)
+            self.recovered = None
 
 
 class RemeasureSchedule:
@@ -1135,6 +1153,7 @@ def solve(
             # Between mini-batches (a convergence check confirmed in a fresh metric),
             # the stochastic rule: the full-batch one takes Newton steps on a batch.
             retune(state, stochastic=not full_batch)
+        control.measured(state)
         measured_at = _copies(params)
         moved = False
         schedule.measured()

@@ -262,6 +262,26 @@ def test_step_control_rejects_shrinks_caps_damps_and_regrows():
     assert state.lr == 0.02
 
 
+def test_step_control_starts_a_fresh_metric_from_twice_the_step_that_worked():
+    state = SolverState(lr=1.0, momentum=0.0, nesterov=False, adaptive=True, lr_max=1.0)
+    control = StepControl()
+    control.accepted(state)
+    state.lr = state.lr_max = 1.0  # a fresh metric's rule
+    control.measured(state)
+    assert state.lr == 1.0  # the full step worked: the rule's step
+    control.rejected(state, epoch=1)
+    control.rejected(state, epoch=2)
+    control.accepted(state)  # at a quarter of the rule's step
+    state.lr = state.lr_max = 1.0
+    control.measured(state)
+    assert state.lr == 0.5 and state.lr_max == 1.0  # twice it, and room to grow back
+    control.accepted(state)
+    assert state.lr == 1.0
+    state.lr = state.lr_max = 0.3  # a later metric whose rule asks for less
+    control.measured(state)
+    assert state.lr == 0.3
+
+
 def test_step_control_gives_up_with_a_divergence_error():
     state = SolverState(lr=1.0, momentum=0.0, nesterov=False, adaptive=True)
     control = StepControl()
