@@ -940,7 +940,7 @@ def measure_preconditioner(data, penalty, coef, intercept, mean, kind, constant=
     K, d = coef.shape
     if kind == "diagonal" and data.X.layout == torch.sparse_coo:
         return _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean64, constant)
-    total = ceiling = 0.0
+    total = 0.0
     width = (d + 1) * max(K, 1) if kind == "dense" else d + 1
     for X, _, sw in _chunks(data, rows, width):
         if mean64 is not None:
@@ -955,25 +955,32 @@ def measure_preconditioner(data, penalty, coef, intercept, mean, kind, constant=
             if kind == "block":
                 part = class_blocks(_augmented(X, fit_intercept), a)
             else:
-                X2 = X.pow(2)
-                part = torch.cat([a.T @ X2, a.sum(0)[:, None]], 1)
-                s = torch.ones(len(X), dtype=X.dtype, device=X.device) if sw is None else sw
-                ceiling = ceiling + torch.cat([s @ X2, s.sum()[None]])
+                a_s = _with_weights(a, sw)
+                part = torch.cat([a_s.T @ X.pow(2), a_s.sum(0)[:, None]], 1)
         total = total + part
-    if kind == "diagonal":
-        total = _floored(total, ceiling / normalizer)
+    if kind not in ("dense", "block"):  # the diagonal, as _finish reads it
+        total = _floored(total, normalizer)
     return _finish(total, kind, penalty, coef.shape, fit_intercept)
 
 
-def _floored(diagonal, second_moments):
-    """``diagonal`` (K, d + 1) at least :data:`DIAGONAL_FLOOR` of its value at p = 1/2.
+def _with_weights(a, sample_weight):
+    """The logit curvature ``a`` (n, K) with the sample weights (ones) as a last
+    column: one product gives the Jacobi diagonal and the floor's second moments."""
+    n = a.shape[0]
+    s = torch.ones(n, dtype=a.dtype, device=a.device) if sample_weight is None else sample_weight
+    return torch.cat([a, s.to(a.dtype)[:, None]], 1)
 
-    ``second_moments`` (d + 1,): ``sum_i s_i x_ij^2 / S`` per column (the
-    intercept's 1), so that a quarter of it is the largest curvature the loss
-    can have along coordinate ``j`` of any class. A relative floor per column:
-    each coordinate keeps its own scale.
+
+def _floored(total, normalizer):
+    """The Jacobi diagonal (K, d + 1) at least :data:`DIAGONAL_FLOOR` of its value at p = 1/2.
+
+    ``total`` (K + 1, d + 1) is the diagonal over the sample weights' row
+    (:func:`_with_weights`): ``sum_i s_i x_ij^2``, whose quarter over ``S`` is
+    the largest curvature the loss can have along coordinate ``j`` of any class
+    (the intercept's: 1/4). A relative floor per column: each coordinate keeps
+    its own scale.
     """
-    return torch.maximum(diagonal, (DIAGONAL_FLOOR / 4) * second_moments)
+    return torch.maximum(total[:-1], (DIAGONAL_FLOOR / 4) * total[-1] / normalizer)
 
 
 def _finish(total, kind, penalty, coef_shape, fit_intercept):
@@ -1006,17 +1013,14 @@ def _sparse_diagonal(data, rows, normalizer, penalty, coef, intercept, mean, con
     X2 = torch.sparse_coo_tensor(
         X.indices(), X.values().pow(2), X.shape, check_invariants=False, is_coalesced=True
     )
-    ones = torch.ones(X.shape[0], 1, dtype=a.dtype, device=a.device)
-    s = ones if sw is None else sw[:, None].to(a.dtype)
-    a_s = torch.cat([a, s], 1)  # the curvature, and the weights for the floor's moments
+    a_s = _with_weights(a, sw)
     diag = torch.sparse.mm(X2.t(), a_s).T  # (K + 1, d)
     if mean is not None:
         Xa = torch.sparse.mm(X.t(), a_s).T
         diag = diag - 2 * mean * Xa + mean.pow(2) * a_s.sum(0)[:, None]
         if constant is not None:
             diag[:, constant] = 0.0  # what the three terms cancel to, less their rounding
-    total = torch.cat([diag, a_s.sum(0)[:, None]], 1)
-    total = _floored(total[:-1], total[-1] / normalizer)
+    total = _floored(torch.cat([diag, a_s.sum(0)[:, None]], 1), normalizer)
     return _finish(total, "diagonal", penalty, coef.shape, intercept is not None)
 
 
